@@ -1,0 +1,40 @@
+# minisora: the two commands are `make data` (soon `make train`) and `make test`.
+# Every target creates the virtual environment in .venv first when it is missing.
+
+VENV   ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: help venv test unit nbval data notebooks lab clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -r requirements.txt -e .
+	touch $@
+
+venv: $(STAMP)  ## create .venv with the pinned requirements and minisora (editable)
+
+test: $(STAMP)  ## all tests: unit tests, then strict nbval over every notebook
+	$(PYTHON) -m pytest tests/ && $(PYTHON) -m pytest $(NBVAL) notebooks/
+
+unit: $(STAMP)  ## unit tests only
+	$(PYTHON) -m pytest tests/
+
+nbval: $(STAMP)  ## strict nbval over every notebook only
+	$(PYTHON) -m pytest $(NBVAL) notebooks/
+
+data: $(STAMP)  ## export the standard 10,000-clip Moving MNIST test set to outputs/moving_mnist/
+	$(PYTHON) -m minisora data
+
+notebooks: $(STAMP)  ## re-execute every notebook in place (after changing one, or the package)
+	$(PYTHON) scripts/run_notebooks.py notebooks/*.ipynb
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:  ## remove generated outputs (keeps .venv)
+	rm -rf outputs/ .pytest_cache/ $$(find . -name __pycache__ -not -path './$(VENV)/*')
