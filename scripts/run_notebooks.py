@@ -3,7 +3,7 @@
     python scripts/run_notebooks.py notebooks/*.ipynb      (or: make notebooks)
 
 Each notebook runs in its own folder with the plain ``python3`` kernel; the saved file keeps
-the outputs (nbval's reference) but no widget state and no per-cell timing metadata, so that
+the outputs (nbval's reference) but no widget state (dropped with the notebook metadata) and no per-cell timing metadata, so that
 re-running an unchanged notebook changes nothing but what really changed.
 """
 
@@ -21,7 +21,7 @@ def run(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                   store_widget_state=False, resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
     nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     for cell in nb.cells:
