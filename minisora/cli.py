@@ -94,12 +94,48 @@ def run_train_evaluator(args) -> None:
           f"weights {args.out} ({summary['weights_bytes'] / 1e6:.1f} MB)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def add_bench_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="benchmarks (packing: token utilisation and step time, packed vs padded)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Measure NaViT sequence packing on a realistic mix of sizes: the share of real tokens in "
+                    "a batch packed into rows versus padded to the longest sequence, and the time of a training "
+                    "step (forward, backward, AdamW) of a small NaViT for each layout and attention backend.")
+    p.add_argument("what", choices=["packing"], help="which benchmark to run")
+    p.add_argument("--kind", choices=["images", "videos"], default="images",
+                   help="images: digits at 16-64 px per side (4x4 patches); videos: clips of 4-20 frames at "
+                        "32-64 px per side ((2, 8, 8) tubelets)")
+    p.add_argument("--batch", type=int, default=128, help="sequences per batch")
+    p.add_argument("--budget", type=int, default=None,
+                   help="tokens per packed row (default: the longest possible sequence: 256 images, 640 videos)")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per configuration (after a warm-up)")
+    p.add_argument("--batches", type=int, default=50, help="random batches averaged for the utilisation")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--backends", nargs="+", choices=["dense", "loop", "flex"], default=None,
+                   help="attention backends to time (default: loop and dense on CPU, flex and dense on GPU)")
+    p.add_argument("--out", default=None, help="also write the results as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args) -> None:
+    from .bench import run_bench as run
+
+    run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minisora", description="minisora: build a Sora-style video generator on Moving MNIST.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_data_command(subparsers)
     add_train_evaluator_command(subparsers)
+    add_bench_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "-m", "minisora", *argv])

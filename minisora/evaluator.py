@@ -76,10 +76,11 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
     if epochs < 1 or batch_size < 1 or (train_digits is not None and train_digits < 1):
         raise ValueError(f"epochs, batch_size and train_digits must be positive, got {epochs}, {batch_size}, "
                          f"{train_digits}")
+    version = code_version()  # of the code that starts training, before anyone edits the tree
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     train = load_digits("train", "mnist5k")
-    x_train, y_train = to_float_images(train.images[:train_digits]), torch.from_numpy(train.labels[:train_digits])
+    x_train, y_train = to_float_images(train.images[:train_digits]), torch.tensor(train.labels[:train_digits])
     model = ViT(**EVALUATOR_CONFIG).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
@@ -105,7 +106,7 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
     seconds = time.perf_counter() - start
     model.eval()
     summary = {
-        "command": command, "code_version": code_version(), "device": device_name(device),
+        "command": command, "code_version": version, "device": device_name(device),
         "epochs": epochs, "steps": total, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
         "seed": seed, "wall_time_s": round(seconds, 1), "config": EVALUATOR_CONFIG,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -110,13 +110,24 @@ def axis_dims(dim: int, axes: int) -> list[int]:
     return [dim - part * (axes - 1)] + [part] * (axes - 1)
 
 
+def sincos_coords(coords: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed positions for explicit grid coordinates (N, A) -> (N, dim): one sin-cos slice per axis."""
+    if coords.ndim != 2:
+        raise ValueError(f"expected coordinates of shape (N, axes), got {tuple(coords.shape)}")
+    dims = axis_dims(dim, coords.shape[1])
+    return torch.cat([sincos_1d(coords[:, a], d) for a, d in enumerate(dims)], dim=1)  # (N, dim)
+
+
+def grid_coords(grid) -> torch.Tensor:
+    """The (t, h, w) (or (h, w)) coordinates of every cell of a grid, in raster order: (prod(grid), len(grid))."""
+    mesh = torch.meshgrid(*[torch.arange(int(g)) for g in grid], indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=1)  # (N, A)
+
+
 def sincos_nd(grid, dim: int) -> torch.Tensor:
     """Fixed positions for a grid of patches: (h, w) or (t, h, w) -> (prod(grid), dim).
 
     Each axis gets its own 1D sin-cos embedding on a slice of ``dim``, and the slices are
     concatenated, so any grid size works, including sizes never seen in training.
     """
-    grid = tuple(int(g) for g in grid)
-    coords = torch.meshgrid(*[torch.arange(g) for g in grid], indexing="ij")  # each (t, h, w)
-    parts = [sincos_1d(c.reshape(-1), d) for c, d in zip(coords, axis_dims(dim, len(grid)))]
-    return torch.cat(parts, dim=1)  # (N, dim)
+    return sincos_coords(grid_coords(grid), dim)

@@ -32,10 +32,18 @@ class Attention(nn.Module):
         qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)  # (3, B, h, N, d)
         return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, N, D); mask, if given, is boolean (B or 1, 1, N, N) with True where attention is allowed."""
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        """x (B, N, D) -> (B, N, D).
+
+        ``mask`` is None, a boolean tensor (B or 1, 1, N, N) that is True where attention is allowed,
+        or a callable (q, k, v) -> output that computes masked attention itself, such as
+        ``packing.PackedAttention`` for packed sequences.
+        """
         q, k, v = self.qkv_heads(x)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+        if callable(mask):
+            out = mask(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +67,7 @@ class Block(nn.Module):
         self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
         self.norm2, self.mlp = nn.LayerNorm(dim), MLP(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 

@@ -7,18 +7,20 @@ import sys
 import numpy as np
 import pytest
 
-from minisora.cli import add_data_command, main
+from minisora.cli import build_parser, main
 
 
-def data_parser():
-    parser = argparse.ArgumentParser()
-    add_data_command(parser.add_subparsers())
-    return parser._subparsers._group_actions[0].choices["data"]
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
 
 
-def test_every_flag_has_help():
-    for action in data_parser()._actions:
-        assert action.help, f"flag {action.option_strings} has no help text"
+def test_every_flag_of_every_command_has_help():
+    parsers = subcommands()
+    assert {"data", "train-evaluator"} <= set(parsers)
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            assert action.help, f"{name}: flag {action.option_strings} has no help text"
 
 
 def test_help_runs_as_a_module():
