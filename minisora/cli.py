@@ -74,7 +74,7 @@ def add_train_evaluator_command(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (warm-up, then cosine decay)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--train-digits", type=int, default=None,
-                   help="use only the first N training digits (quick experiments; default: all 4,000)")
+                   help="use a random N of the training digits (quick experiments; default: all 4,000)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--out", default=str(EVALUATOR_PATH),

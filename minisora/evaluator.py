@@ -71,7 +71,7 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
                     train_digits: int | None = None, seed: int = 0, device: str = "cpu",
                     out: str | Path | None = EVALUATOR_PATH, progress: bool = True,
                     command: str = "") -> tuple[ViT, dict]:
-    """Train the evaluator ViT on the train digits (the first ``train_digits`` of them, if given);
+    """Train the evaluator ViT on the train digits (a random ``train_digits`` of them, if given);
     save weights and manifest to ``out`` (unless None)."""
     if epochs < 1 or batch_size < 1 or (train_digits is not None and train_digits < 1):
         raise ValueError(f"epochs, batch_size and train_digits must be positive, got {epochs}, {batch_size}, "
@@ -80,7 +80,10 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     train = load_digits("train", "mnist5k")
-    x_train, y_train = to_float_images(train.images[:train_digits]), torch.tensor(train.labels[:train_digits])
+    subset = slice(None)
+    if train_digits is not None:  # a seeded random subset (the pool is sorted by class)
+        subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:train_digits].numpy()
+    x_train, y_train = to_float_images(train.images[subset]), torch.tensor(train.labels[subset])
     model = ViT(**EVALUATOR_CONFIG).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
@@ -136,15 +139,21 @@ def locate_digits(frame, num_digits: int, size: int = DIGIT) -> np.ndarray:
     """Top-left corners (K, 2) of the ``num_digits`` size x size windows holding the most ink.
 
     Greedy: take the window with the most ink, re-centre it on its ink's centre of mass, blank the
-    ink it covers, repeat. Heavily overlapping digits cannot be told apart this way (nor by eye).
+    ink it covers, repeat. Heavily overlapping digits cannot be told apart this way (nor by eye):
+    when less than 10% of the first window's ink is left, the last window is repeated.
     """
     f = torch.as_tensor(np.asarray(frame, dtype=np.float32)).clone()  # (H, W)
     H, W = f.shape
     if H < size or W < size:
         raise ValueError(f"a frame of {H}x{W} is smaller than a {size}x{size} digit window")
-    corners = []
+    corners, first_mass = [], None
     for _ in range(num_digits):
-        mass = F.avg_pool2d(f[None, None], size, stride=1)[0, 0]  # (H-size+1, W-size+1) window sums / size^2
+        mass = F.avg_pool2d(f[None, None], size, stride=1)[0, 0]  # (H-size+1, W-size+1) window means
+        if first_mass is None:
+            first_mass = float(mass.max())
+        elif mass.max() < 0.1 * first_mass:  # no ink left: this digit hides behind one already found
+            corners.append(corners[-1])
+            continue
         y, x = divmod(int(mass.argmax()), mass.shape[1])
         window = f[y:y + size, x:x + size]
         if window.sum() > 0:  # re-centre on the centre of mass
