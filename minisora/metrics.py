@@ -1,0 +1,47 @@
+"""Metrics on videos in [0, 1]. Frame-wise, as the video prediction literature computes them.
+
+    PSNR = 10 log10(data_range^2 / MSE)                      per frame, then averaged
+    SSIM = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2))
+           with Gaussian-weighted local statistics (11x11 window, sigma 1.5), C1 = (0.01 L)^2,
+           C2 = (0.03 L)^2 (Wang et al. 2004), averaged over pixels, then frames
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) -> (N, 1, H, W): every frame of any batch of videos."""
+    return x.reshape(-1, 1, *x.shape[-2:]).float()
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
+    """Mean over frames of 10 log10(L^2 / MSE) for same-shaped videos (..., H, W)."""
+    if x.shape != y.shape:
+        raise ValueError(f"psnr needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    mse = (_frames(x) - _frames(y)).pow(2).mean(dim=(1, 2, 3))  # (N,)
+    return (10 * torch.log10(data_range ** 2 / (mse + eps))).mean()
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-(torch.arange(size) - size // 2).float().pow(2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]  # (1, 1, size, size)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM over frames for same-shaped videos (..., H, W), frames at least 11x11."""
+    if x.shape != y.shape:
+        raise ValueError(f"ssim needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = _frames(x), _frames(y)
+    w = gaussian_window().to(x)
+    blur = lambda t: F.conv2d(t, w)  # valid convolution, as in the reference implementation
+    mu_x, mu_y = blur(x), blur(y)
+    s_xx = blur(x * x) - mu_x ** 2
+    s_yy = blur(y * y) - mu_y ** 2
+    s_xy = blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * s_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (s_xx + s_yy + c2))
+    return s.mean(dim=(1, 2, 3)).mean()

@@ -1,0 +1,196 @@
+"""The video compression network: a convolutional VAE over frames, or over space and time.
+
+Sora's diffusion transformer never sees pixels: a VAE first compresses a video into a latent that
+is smaller in space (and time), the transformer denoises latents, and the decoder maps them back.
+
+    encoder      q(z | x) = N(mu(x), diag sigma(x)^2)               (B, 1, T, H, W) -> (B, 4, T/r, H/4, W/4)
+    reparam.     z = mu + sigma * eps,  eps ~ N(0, I)               (a sample that gradients flow through)
+    decoder      x_hat = sigmoid(D(z))
+    loss         BCE(x_hat, x) + beta * KL(q(z|x) || N(0, I))       (means over pixels and latents)
+    KL           = 1/2 (mu^2 + sigma^2 - 1 - log sigma^2)            (per latent element)
+
+``kind="frame"`` applies 2D convolutions to each frame (r = 1); ``kind="spacetime"`` uses 3D
+convolutions and also halves time (r = 2), as Sora's compressor does. Both share the same blocks.
+A small KL weight beta keeps the latent close to a Gaussian without blurring the reconstruction; the
+latents then have some scale s, and ``latent_scale`` = 1 / s (measured on training clips, as latent
+diffusion does) rescales them to unit variance for the diffusion model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+KL_WEIGHT = 1e-3  # beta: enough to keep latents Gaussian-like, small enough to keep digits sharp
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    kind: str = "frame"  # "frame" (2D, per frame) or "spacetime" (3D, halves time)
+    channels: tuple[int, ...] = (16, 32)  # width of each resolution level; each level halves H and W
+    latent_channels: int = 4
+    in_channels: int = 1
+
+    def __post_init__(self):
+        if self.kind not in ("frame", "spacetime"):
+            raise ValueError(f"kind must be 'frame' or 'spacetime', got {self.kind!r}")
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** len(self.channels)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 if self.kind == "spacetime" else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks, for 2D (frames) or 3D (space and time)
+# ---------------------------------------------------------------------------------------------
+
+def conv(dims: int, cin: int, cout: int, kernel: int = 3, stride=1) -> nn.Module:
+    return (nn.Conv2d if dims == 2 else nn.Conv3d)(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+class ResBlock(nn.Module):
+    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), with a 1x1 conv on the skip when widths differ."""
+
+    def __init__(self, dims: int, cin: int, cout: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.GroupNorm(8, cin), nn.SiLU(), conv(dims, cin, cout),
+                                 nn.GroupNorm(8, cout), nn.SiLU(), conv(dims, cout, cout))
+        self.skip = conv(dims, cin, cout, kernel=1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.net(x)
+
+
+def resample(dims: int, cin: int, cout: int, time: bool, up: bool) -> nn.Module:
+    """A learned 2x down- (strided conv) or up-sampling (transposed conv) of H and W, and of T if ``time``."""
+    stride = 2 if dims == 2 else (2 if time else 1, 2, 2)
+    kernel = 4 if dims == 2 else (4 if time else 3, 4, 4)
+    padding = 1 if dims == 2 else (1 if time else 1, 1, 1)
+    if up:
+        return (nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d)(cin, cout, kernel, stride, padding)
+    return (nn.Conv2d if dims == 2 else nn.Conv3d)(cin, cout, kernel, stride, padding)
+
+
+class Encoder(nn.Sequential):
+    """x -> (mu, log sigma^2) stacked on channels: each level downsamples 2x, then a ResBlock."""
+
+    def __init__(self, config: VAEConfig):
+        dims, ch = (2 if config.kind == "frame" else 3), config.channels
+        layers = [conv(dims, config.in_channels, ch[0])]
+        for i, c in enumerate(ch):
+            time = config.kind == "spacetime" and i == 0
+            layers += [resample(dims, ch[max(i - 1, 0)], c, time, up=False), ResBlock(dims, c, c)]
+        layers += [nn.GroupNorm(8, ch[-1]), nn.SiLU(), conv(dims, ch[-1], 2 * config.latent_channels)]
+        super().__init__(*layers)
+
+
+class Decoder(nn.Sequential):
+    """z -> logits of x: the encoder mirrored, a ResBlock then a 2x upsampling at each level."""
+
+    def __init__(self, config: VAEConfig):
+        dims, ch = (2 if config.kind == "frame" else 3), config.channels[::-1]
+        layers = [conv(dims, config.latent_channels, ch[0])]
+        for i, c in enumerate(ch):
+            time = config.kind == "spacetime" and i == len(ch) - 1
+            layers += [ResBlock(dims, c, c), resample(dims, c, ch[min(i + 1, len(ch) - 1)], time, up=True)]
+        layers += [nn.GroupNorm(8, ch[-1]), nn.SiLU(), conv(dims, ch[-1], config.in_channels)]
+        super().__init__(*layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# The VAE
+# ---------------------------------------------------------------------------------------------
+
+class DiagonalGaussian:
+    """q(z | x) = N(mu, diag sigma^2), from the encoder's (B, 2C, ...) output."""
+
+    def __init__(self, moments: torch.Tensor):
+        self.mean, logvar = moments.chunk(2, dim=1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps  # z = mu + sigma * eps
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per element: 1/2 (mu^2 + sigma^2 - 1 - log sigma^2)."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+
+
+class VAE(nn.Module):
+    """A video VAE: ``encode`` (B, 1, T, H, W) -> DiagonalGaussian over (B, 4, T/r, H/4, W/4); ``decode`` back."""
+
+    def __init__(self, config: VAEConfig | None = None):
+        super().__init__()
+        self.config = config or VAEConfig()
+        self.encoder, self.decoder = Encoder(self.config), Decoder(self.config)
+        self.register_buffer("latent_scale", torch.tensor(1.0))
+
+    def check(self, x: torch.Tensor) -> None:
+        """Clear errors for inputs the VAE cannot take."""
+        c, s, r = self.config, self.config.spatial_factor, self.config.temporal_factor
+        if x.ndim != 5 or x.shape[1] != c.in_channels:
+            raise ValueError(f"expected a video batch (B, {c.in_channels}, T, H, W), got {tuple(x.shape)}")
+        T, H, W = x.shape[2:]
+        if H % s or W % s:
+            raise ValueError(f"H and W must be multiples of {s} (the VAE downsamples {len(c.channels)} times), "
+                             f"got {H}x{W}; e.g. {H - H % s or s}x{W - W % s or s} or {H + (-H) % s}x{W + (-W) % s}")
+        if T % r:
+            raise ValueError(f"the spacetime VAE halves time: T must be even, got T={T}")
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        self.check(x)
+        if self.config.kind == "frame":
+            B = x.shape[0]
+            moments = self.encoder(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, 2C, h, w)
+            return DiagonalGaussian(rearrange(moments, "(b t) c h w -> b c t h w", b=B))
+        return DiagonalGaussian(self.encoder(x))  # (B, 2C, T/2, h, w)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        if self.config.kind == "frame":
+            B = z.shape[0]
+            logits = self.decoder(rearrange(z, "b c t h w -> (b t) c h w"))  # (B*T, 1, H, W)
+            return rearrange(logits, "(b t) c h w -> b c t h w", b=B)
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, T', h, w) -> video (B, 1, T, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """Reconstruction (sampling z) and the posterior, for training."""
+        posterior = self.encode(x)
+        return self.decode(posterior.sample(generator)), posterior
+
+    def loss(self, x: torch.Tensor, kl_weight: float = KL_WEIGHT, generator=None) -> tuple[torch.Tensor, dict]:
+        """BCE(x_hat, x) + beta * KL, both as means; also returns the parts (and the MSE, for PSNR).
+
+        Binary cross-entropy on the decoder's logits treats each pixel's intensity as a probability,
+        which suits nearly black-and-white digits and trains faster than MSE on them.
+        """
+        posterior = self.encode(x)
+        logits = self.decode_logits(posterior.sample(generator))
+        rec, kl = F.binary_cross_entropy_with_logits(logits, x), posterior.kl().mean()
+        mse = F.mse_loss(torch.sigmoid(logits), x)
+        return rec + kl_weight * kl, {"rec": rec.item(), "kl": kl.item(), "mse": mse.item()}
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode to the posterior mean and decode: the deterministic reconstruction used for metrics."""
+        return self.decode(self.encode(x).mean)
+
+    def compression(self, T: int = 20, H: int = 64, W: int = 64) -> float:
+        """Input values / latent values for a clip of T x H x W."""
+        c = self.config
+        latent = c.latent_channels * (T // c.temporal_factor) * (H // c.spatial_factor) * (W // c.spatial_factor)
+        return c.in_channels * T * H * W / latent

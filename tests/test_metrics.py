@@ -1,0 +1,40 @@
+"""PSNR and SSIM against their definitions and known values."""
+
+import math
+
+import pytest
+import torch
+
+from minisora.metrics import psnr, ssim
+
+
+def test_psnr_matches_its_definition():
+    x = torch.zeros(2, 3, 16, 16)
+    y = x.clone()
+    y[0] += 0.1  # frame MSE 0.01 -> 20 dB
+    y[1] += 0.01  # frame MSE 1e-4 -> 40 dB
+    torch.testing.assert_close(psnr(y, x), torch.tensor(30.0))
+    assert psnr(x, x) > 90
+
+
+def test_ssim_is_one_for_identical_frames_and_lower_otherwise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 32, 32, generator=g)
+    torch.testing.assert_close(ssim(x, x), torch.tensor(1.0))
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert 0 < ssim(noisy, x) < 0.9
+    assert ssim(x, noisy) == pytest.approx(float(ssim(noisy, x)), abs=1e-6)  # symmetric
+
+
+def test_ssim_of_a_constant_shift_follows_the_luminance_term():
+    x = torch.full((1, 16, 16), 0.5)
+    y = torch.full((1, 16, 16), 0.6)
+    c1 = 0.01 ** 2
+    expected = (2 * 0.5 * 0.6 + c1) / (0.5 ** 2 + 0.6 ** 2 + c1)  # no variance: only luminance remains
+    assert float(ssim(x, y)) == pytest.approx(expected, rel=1e-4)
+    assert math.isfinite(float(psnr(x, y)))
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(torch.zeros(2, 8, 8), torch.zeros(3, 8, 8))

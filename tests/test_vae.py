@@ -1,0 +1,69 @@
+"""The video VAEs: shapes, KL, clear errors, and the shipped weights on real test clips."""
+
+import json
+
+import pytest
+import torch
+
+from minisora.data import standard_test_set
+from minisora.metrics import psnr
+from minisora.train_vae import VAE_PATHS, clips, load_vae
+from minisora.vae import VAE, DiagonalGaussian, VAEConfig
+
+FLOORS = {"frame": 28.0, "spacetime": 25.0}  # well under the measured quality: catches a broken VAE, not noise
+
+
+@pytest.mark.parametrize("kind, latent_t", [("frame", 20), ("spacetime", 10)])
+def test_shapes_for_videos_and_sizes(kind, latent_t):
+    vae = VAE(VAEConfig(kind=kind)).eval()
+    x = torch.rand(2, 1, 20, 64, 64)
+    posterior = vae.encode(x)
+    assert posterior.mean.shape == (2, 4, latent_t, 16, 16)
+    assert vae.decode(posterior.sample()).shape == x.shape
+    wide = torch.rand(1, 1, 4, 32, 96)  # any size divisible by 4 (and even T for spacetime)
+    assert vae.reconstruct(wide).shape == wide.shape
+    assert vae.compression() == (4.0 if kind == "frame" else 8.0)
+
+
+def test_kl_of_a_standard_normal_is_zero_and_positive_otherwise():
+    zeros = torch.zeros(2, 8, 3, 4, 4)  # mean 0, log sigma^2 0
+    torch.testing.assert_close(DiagonalGaussian(zeros).kl(), torch.zeros(2, 4, 3, 4, 4))
+    moments = torch.randn(2, 8, 3, 4, 4)
+    assert (DiagonalGaussian(moments).kl() >= 0).all() and DiagonalGaussian(moments).kl().sum() > 0
+
+
+def test_reparameterised_samples_have_the_posterior_statistics():
+    moments = torch.cat([torch.full((1, 1, 1, 50, 50), 2.0), torch.full((1, 1, 1, 50, 50), 2 * torch.log(torch.tensor(0.5)))], 1)
+    z = DiagonalGaussian(moments).sample(torch.Generator().manual_seed(0))
+    assert abs(z.mean().item() - 2.0) < 0.05 and abs(z.std().item() - 0.5) < 0.05
+
+
+def test_bad_sizes_are_clear_errors():
+    frame, spacetime = VAE(VAEConfig("frame")), VAE(VAEConfig("spacetime"))
+    with pytest.raises(ValueError, match=r"H and W must be multiples of 4 .* got 30x64; e.g. 28x64 or 32x64"):
+        frame.encode(torch.rand(1, 1, 2, 30, 64))
+    with pytest.raises(ValueError, match="T must be even, got T=5"):
+        spacetime.encode(torch.rand(1, 1, 5, 64, 64))
+    with pytest.raises(ValueError, match=r"expected a video batch \(B, 1, T, H, W\), got \(1, 64, 64\)"):
+        frame.encode(torch.rand(1, 64, 64))
+    with pytest.raises(ValueError, match="kind must be 'frame' or 'spacetime'"):
+        VAEConfig("image")
+
+
+@pytest.mark.parametrize("kind", ["frame", "spacetime"])
+def test_shipped_vae_reconstructs_test_clips(kind):
+    vae = load_vae(kind)
+    manifest = json.loads(VAE_PATHS[kind].with_suffix(".json").read_text())
+    assert manifest["command"].startswith("python -m minisora train-vae")
+    assert float(vae.latent_scale) == pytest.approx(manifest["latent_scale"], rel=1e-4)
+    x = clips(standard_test_set("mnist5k"), 500, 8)  # test digits, clips the manifest did not score
+    score = float(psnr(vae.reconstruct(x), x))
+    assert score > FLOORS[kind], f"{kind} VAE reconstructs test clips at {score:.1f} dB"
+
+
+def test_loading_checks_the_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_vae(tmp_path / "missing.pt")
+    torch.save({"model": {}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="is not a VAE checkpoint"):
+        load_vae(tmp_path / "odd.pt")
