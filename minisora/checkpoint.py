@@ -34,16 +34,25 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely; missing or unreadable files get an error that says which and why."""
+def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora",
+                    keys: tuple[str, ...] | None = None) -> dict:
+    """Load a checkpoint safely; missing, unreadable or wrong files get an error that says which and why.
+
+    ``keys``, if given, are the top-level keys a ``kind`` checkpoint (e.g. "VAE") must have.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt, or not a torch file at all
         raise ValueError(f"checkpoint {path} could not be read as a weights-only torch checkpoint "
                          f"(corrupt, truncated or not a checkpoint?): {type(e).__name__}: {e}") from e
+    if keys is not None and (not isinstance(ckpt, dict) or set(ckpt) != set(keys)):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind} checkpoint: "
+                         f"expected keys {sorted(keys)}, got {found}")
+    return ckpt
 
 
 def write_manifest(manifest: dict, path: str | Path) -> Path:

@@ -137,7 +137,7 @@ def add_train_vae_command(subparsers) -> None:
     p.add_argument("--kind", choices=["frame", "spacetime"], default="frame",
                    help="frame: 2D convolutions per frame (64x64 -> 16x16x4); spacetime: 3D convolutions that "
                         "also halve time (20 frames -> 10)")
-    p.add_argument("--steps", type=int, default=2500, help="optimisation steps")
+    p.add_argument("--steps", type=int, default=6000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=4, help="clips (of 20 frames) per step")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine decay)")
     p.add_argument("--kl-weight", type=float, default=KL_WEIGHT, help="beta, the weight of the KL term")

@@ -126,10 +126,7 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
 
 def load_evaluator(path: str | Path = EVALUATOR_PATH, device: str = "cpu") -> ViT:
     """The shipped evaluator (or another checkpoint written by :func:`train_evaluator`), in eval mode."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if not isinstance(ckpt, dict) or set(ckpt) != {"config", "model"}:
-        raise ValueError(f"{path} is not an evaluator checkpoint: expected keys ['config', 'model'], "
-                         f"got {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}")
+    ckpt = load_checkpoint(path, map_location=device, kind="evaluator", keys=("config", "model"))
     model = ViT(**ckpt["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 
 
 def _frames(x: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) -> (N, 1, H, W): every frame of any batch of videos."""
-    return x.reshape(-1, 1, *x.shape[-2:]).float()
+    """(..., H, W) -> (N, 1, H, W) in float64: every frame of any batch of videos.
+
+    Double precision because SSIM's variances are differences of nearly equal numbers.
+    """
+    return x.reshape(-1, 1, *x.shape[-2:]).double()
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
@@ -22,7 +25,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, eps: float =
     if x.shape != y.shape:
         raise ValueError(f"psnr needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     mse = (_frames(x) - _frames(y)).pow(2).mean(dim=(1, 2, 3))  # (N,)
-    return (10 * torch.log10(data_range ** 2 / (mse + eps))).mean()
+    return (10 * torch.log10(data_range ** 2 / (mse + eps))).mean().float()
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -44,4 +47,4 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     s_xy = blur(x * y) - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * s_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (s_xx + s_yy + c2))
-    return s.mean(dim=(1, 2, 3)).mean()
+    return s.mean(dim=(1, 2, 3)).mean().float()

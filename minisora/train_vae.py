@@ -51,7 +51,7 @@ def evaluate(vae: VAE, n: int = 100, batch: int = 10) -> dict:
     return {"test_clips": n, **{k: round(v, 4) for k, v in scores.items()}}
 
 
-def train_vae(kind: str = "frame", steps: int = 3000, batch_size: int = 4, lr: float = 2e-3,
+def train_vae(kind: str = "frame", steps: int = 6000, batch_size: int = 4, lr: float = 2e-3,
               kl_weight: float = KL_WEIGHT, seed: int = 0, device: str = "cpu", out: str | Path | None = None,
               progress: bool = True, command: str = "", checkpoint_every: int = 500) -> tuple[VAE, dict]:
     """Train a frame or spacetime VAE on train-digit clips; save weights and manifest to ``out``."""
@@ -114,10 +114,7 @@ def encode_decode_ms(vae: VAE, repeats: int = 5) -> float:
 def load_vae(kind_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
     """A shipped VAE by kind ("frame", "spacetime") or any checkpoint written by :func:`train_vae`."""
     path = VAE_PATHS.get(str(kind_or_path), Path(kind_or_path))
-    ckpt = load_checkpoint(path, map_location=device)
-    if not isinstance(ckpt, dict) or set(ckpt) != {"config", "model"}:
-        raise ValueError(f"{path} is not a VAE checkpoint: expected keys ['config', 'model'], "
-                         f"got {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__}")
+    ckpt = load_checkpoint(path, map_location=device, kind="VAE", keys=("config", "model"))
     config = dict(ckpt["config"])
     config["channels"] = tuple(config["channels"])
     vae = VAE(VAEConfig(**config))
