@@ -60,6 +60,14 @@ def run_data(args) -> None:
           f"{summary['layout']}, in {summary['seconds']:.1f} s ({summary['clips_per_second']:.0f} clips/s)")
 
 
+def add_training_flags(p: argparse.ArgumentParser, lr: float, seed_help: str) -> None:
+    """The flags every training command has."""
+    p.add_argument("--lr", type=float, default=lr, help="peak AdamW learning rate (warm-up, then cosine decay)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def add_train_evaluator_command(subparsers) -> None:
     from .evaluator import EVALUATOR_PATH
 
@@ -71,15 +79,12 @@ def add_train_evaluator_command(subparsers) -> None:
                     "weights plus a JSON manifest (command, code version, device, steps, wall time, accuracy).")
     p.add_argument("--epochs", type=int, default=120, help="passes over the training digits")
     p.add_argument("--batch-size", type=int, default=128, help="digits per optimisation step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (warm-up, then cosine decay)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--train-digits", type=int, default=None,
                    help="use a random N of the training digits (quick experiments; default: all 4,000)")
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--out", default=str(EVALUATOR_PATH),
                    help="where to write the weights; the manifest goes next to it as .json")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_flags(p, lr=1e-3, seed_help="seed for initialisation, shuffling and augmentation")
     p.set_defaults(run=run_train_evaluator)
 
 
@@ -139,12 +144,9 @@ def add_train_vae_command(subparsers) -> None:
                         "also halve time (20 frames -> 10)")
     p.add_argument("--steps", type=int, default=6000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=4, help="clips (of 20 frames) per step")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine decay)")
     p.add_argument("--kl-weight", type=float, default=KL_WEIGHT, help="beta, the weight of the KL term")
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, clips and sampling")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--out", default=None, help="weights path (default: data/vae_KIND.pt); manifest next to it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_flags(p, lr=2e-3, seed_help="seed for initialisation, clips and sampling")
     p.set_defaults(run=run_train_vae)
 
 
