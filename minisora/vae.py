@@ -18,7 +18,6 @@ diffusion does) rescales them to unit variance for the diffusion model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
