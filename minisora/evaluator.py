@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
 from .digits import DATA_DIR, load_digits
+from .optim import warmup_cosine
 from .vit import ViT
 
 EVALUATOR_PATH = DATA_DIR / "evaluator.pt"
@@ -88,8 +89,7 @@ def train_evaluator(epochs: int = 120, batch_size: int = 128, lr: float = 1e-3, 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total, warmup = epochs * steps_per_epoch, steps_per_epoch * 2
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))  # warmup + cosine
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, total, warmup)
     start = time.perf_counter()
     bar = tqdm(total=total, desc="train evaluator", unit="step", disable=not progress)
     for epoch in range(epochs):

@@ -97,7 +97,7 @@ def sincos_1d(positions: torch.Tensor, dim: int, base: float = 10_000.0) -> torc
     """
     if dim % 2:
         raise ValueError(f"a sin-cos embedding needs an even dim, got {dim}")
-    omega = base ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))  # (dim/2,) frequencies
+    omega = base ** (-torch.arange(dim // 2, dtype=torch.float64, device=positions.device) / (dim // 2))  # (dim/2,) frequencies
     angles = positions.to(torch.float64)[:, None] * omega[None]  # (N, dim/2)
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()  # (N, dim)
 

@@ -19,6 +19,7 @@ from .checkpoint import code_version, device_name, load_checkpoint, save_checkpo
 from .data import MovingMNIST, standard_test_set
 from .digits import DATA_DIR
 from .metrics import psnr, ssim
+from .optim import warmup_cosine
 from .vae import KL_WEIGHT, VAE, VAEConfig
 
 VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "spacetime": DATA_DIR / "vae_spacetime.pt"}
@@ -63,9 +64,7 @@ def train_vae(kind: str = "frame", steps: int = 6000, batch_size: int = 4, lr: f
     data = MovingMNIST("train", steps * batch_size, seed=seed, digits="mnist5k")
     vae = VAE(VAEConfig(kind=kind)).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    warmup = min(100, steps // 10 + 1)
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))  # warmup + cosine
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, steps, warmup=min(100, steps // 10 + 1))
     out = Path(out) if out is not None else None
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {kind} VAE", unit="step", disable=not progress)
