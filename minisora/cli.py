@@ -194,6 +194,112 @@ def run_train_denoiser(args) -> None:
           f"evaluator accuracy by guidance scale {sweep}; weights {out}")
 
 
+def add_train_command(subparsers) -> None:
+    from .dit import PRESETS
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    presets = "; ".join(f"{name}: {use}" for name, (_, use) in PRESETS.items())
+    p = subparsers.add_parser(
+        "train", help="train the text-to-video DiT (make train runs the tiny preset)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a spacetime Diffusion Transformer on Moving MNIST clips of train digits, with captions, "
+                    "in the latent space of the shipped VAE. Writes OUT/ckpt.pt (atomically, every --ckpt-every "
+                    "steps), OUT/log.jsonl, OUT/loss.png and sample GIFs. --resume continues a run exactly. "
+                    "Launch with torchrun --nproc_per_node N for data-parallel training on N GPUs (or CPU "
+                    "processes with gloo).")
+    p.add_argument("--preset", choices=list(PRESETS), default=d.preset, help=f"model size ({presets})")
+    p.add_argument("--attention", choices=["full", "factorized"], default=d.attention,
+                   help="full: joint spacetime attention; factorized: blocks alternate spatial and temporal attention")
+    p.add_argument("--vae", choices=["frame", "spacetime", "none"], default=d.vae,
+                   help="the space the model denoises: latents of the shipped frame or spacetime VAE, or pixels")
+    p.add_argument("--objective", choices=["flow", "ddpm"], default=d.objective,
+                   help="rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear schedule)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps of the whole run")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step (global, over all processes)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="steps of linear learning-rate warm-up")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="clip the gradient norm to this value")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the EMA weights used for sampling")
+    p.add_argument("--p-uncond", type=float, default=d.p_uncond,
+                   help="share of captions replaced by the null prompt (what classifier-free guidance needs)")
+    p.add_argument("--p-descriptive", type=float, default=d.p_descriptive,
+                   help="share of clips captioned descriptively ('a 3 starts at the top ...') rather than '3'")
+    p.add_argument("--num-digits", type=int, nargs="+", default=list(d.num_digits),
+                   help="digits per clip; clips cycle through the values given")
+    p.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between lines of log.jsonl")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
+    p.add_argument("--sample-every", type=int, default=d.sample_every,
+                   help="steps between sample GIFs (and one at the end); 0: none")
+    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="sampler steps for those GIFs")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop (with a checkpoint) at this step; --resume continues later, as if never stopped")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint, if any")
+    p.add_argument("--export", default=None,
+                   help="when the run completes, write its EMA weights here, with a JSON manifest beside them")
+    add_training_flags(p, lr=d.lr, seed_help="seed for initialisation, clips, captions, noise and times")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(preset=args.preset, attention=args.attention, vae=args.vae, objective=args.objective,
+                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      weight_decay=args.weight_decay, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
+                      p_uncond=args.p_uncond, p_descriptive=args.p_descriptive, num_digits=tuple(args.num_digits),
+                      seed=args.seed, device=args.device, out=args.out or f"runs/{args.preset}",
+                      log_every=args.log_every, ckpt_every=args.ckpt_every, sample_every=args.sample_every,
+                      sample_steps=args.sample_steps, compile=args.compile, stop_at=args.stop_at)
+    s = train(cfg, resume=args.resume, progress=not args.quiet, command=args.command, export=args.export)
+    if "final_loss" in s:
+        print(f"{cfg.preset}: {s['steps_done']}/{cfg.steps} steps in {s['wall_time_s']:.0f} s, loss {s['final_loss']}, "
+              f"{s['clips_per_s']} clips/s; run folder {s['run']} (ckpt.pt, log.jsonl, loss.png, samples)")
+
+
+def add_sample_command(subparsers) -> None:
+    from .sample import DIT_PATH
+
+    p = subparsers.add_parser(
+        "sample", help="text-to-video: generate clips for prompts with a trained DiT",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate Moving MNIST clips from text prompts with classifier-free guidance and write them "
+                    "as one GIF (prompts side by side). Prompts use the caption words: '3', '3 and 7', or "
+                    "descriptive ones like 'a 3 starts at the top left and moves down and right'.")
+    p.add_argument("--prompt", nargs="+", default=["3"], help="one or more prompts")
+    p.add_argument("--ckpt", default=str(DIT_PATH), help="exported weights or a run's ckpt.pt (its EMA weights)")
+    p.add_argument("--out", default="outputs/sample.gif", help="GIF to write")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (1: none)")
+    p.add_argument("--sampler", choices=["euler", "ddim", "ddpm"], default=None,
+                   help="default: euler for rectified-flow models, ddim for DDPM models")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (the ddpm sampler always takes 1000)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the training length, 20)")
+    p.add_argument("--height", type=int, default=None, help="height in px (default: the training size, 64)")
+    p.add_argument("--width", type=int, default=None, help="width in px (default: the training size, 64)")
+    p.add_argument("--expand", action="store_true",
+                   help="prompt expansion: turn short prompts ('3 and 7') into descriptive captions first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_sample)
+
+
+def run_sample(args) -> None:
+    from .sample import sample_from_checkpoint
+    from .viz import save_gif
+
+    steps = None if args.sampler == "ddpm" else args.steps
+    videos, used = sample_from_checkpoint(args.ckpt, args.prompt, args.expand, args.device, guidance=args.guidance,
+                                          steps=steps, sampler=args.sampler, frames=args.frames, height=args.height,
+                                          width=args.width, seed=args.seed, progress=not args.quiet)
+    path = save_gif(list(videos[:, 0].cpu()), args.out, ncols=len(used))
+    for prompt in used:
+        print(f"prompt: {prompt}")
+    print(f"wrote {len(used)} clip(s) of {videos.shape[2]} frames at {videos.shape[3]}x{videos.shape[4]} to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minisora", description="minisora: build a Sora-style video generator on Moving MNIST.")
@@ -202,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_evaluator_command(subparsers)
     add_train_vae_command(subparsers)
     add_train_denoiser_command(subparsers)
+    add_train_command(subparsers)
+    add_sample_command(subparsers)
     add_bench_command(subparsers)
     return parser
 

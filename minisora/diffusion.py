@@ -154,10 +154,10 @@ class GaussianDiffusion:
         return a * x_t - s * pred, s * x_t + a * pred  # x_0 = sqrt(ab) x_t - sqrt(1 - ab) v; eps = sqrt(1 - ab) x_t + sqrt(ab) v
 
     def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             t: torch.Tensor | None = None) -> torch.Tensor:
+             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """L = E_{t, eps} || target - model(x_t, t, c) ||^2 (DDPM's simple loss for the eps target)."""
         t = self.sample_t(len(x0), x0.device, generator) if t is None else t
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
         x_t = self.q_sample(x0, t, noise)
         return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
 
@@ -269,10 +269,10 @@ class RectifiedFlow:
         return noise - x0
 
     def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             t: torch.Tensor | None = None) -> torch.Tensor:
+             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """L = E_{t, eps} || (eps - x_0) - v(x_t, t, c) ||^2 (conditional flow matching)."""
         t = self.sample_t(len(x0), x0.device, generator) if t is None else t
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
         x_t = self.q_sample(x0, t, noise)
         return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
 

@@ -1,0 +1,209 @@
+"""The spacetime Diffusion Transformer (DiT, Peebles & Xie 2023, arXiv 2212.09748) for video.
+
+    tokens   x = TubeletEmbed(z_t) + PE_3D(t, h, w)              z_t: (B, C, T, H, W) noisy latent video
+    cond     c = TimestepEmbedding(time) + pooled text            (B, D)
+    block    x = x + gate_1 * SelfAttn(modulate(LN(x), shift_1, scale_1))     adaLN-Zero
+             x = x + CrossAttn(LN(x), text tokens)                             text conditioning
+             x = x + gate_2 * MLP(modulate(LN(x), shift_2, scale_2))
+    output   prediction = unpatchify(Linear(modulate(LN(x), shift, scale)))   zero-initialised
+
+Self-attention is ``full`` (every token sees every token of its clip) or ``factorized``: blocks
+alternate between *spatial* attention (tokens of one frame) and *temporal* attention (tokens at one
+position across frames), as in Latte and Open-Sora. Positions are fixed 3D sin-cos, so the grid
+can change between training and sampling. Attention never crosses clips: a batch is a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .diffusion import TimestepEmbedding
+from .patches import PatchEmbed, sincos_nd, unpatchify
+from .text import TextEncoder, Tokenizer
+from .vit import MLP, Attention
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    patch: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
+    attention: str = "full"  # "full" or "factorized"
+    in_channels: int = 4  # latent channels (1 for pixels)
+    vae: str = "frame"  # "frame", "spacetime" or "none" (pixels)
+    frames: int = 20  # the clip size the model trains on (pixels)
+    size: int = 64
+    text_dim: int = 128
+    text_depth: int = 2
+    max_words: int = 96
+    mlp_ratio: float = 4.0
+
+
+# name: (DiTConfig overrides, what it is for)
+PRESETS = {
+    "micro": (dict(dim=32, depth=2, heads=2, text_dim=32, text_depth=1, patch=(2, 4, 4)), "unit tests, seconds"),
+    "tiny": (dict(dim=128, depth=4, heads=4, text_dim=128, patch=(2, 4, 4)), "CPU, minutes"),
+    "small": (dict(dim=256, depth=8, heads=4, text_dim=192, patch=(2, 2, 2)), "CPU hours or GPU minutes"),
+    "base": (dict(dim=384, depth=12, heads=6, text_dim=256, patch=(1, 2, 2)), "GPU"),
+}
+
+
+def get_preset(name: str, **overrides) -> DiTConfig:
+    """A preset's config, with optional overrides (e.g. ``attention="factorized"``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {list(PRESETS)}")
+    return DiTConfig(**{**PRESETS[name][0], **overrides})
+
+
+def block_modes(config: DiTConfig) -> list[str]:
+    """Which tokens each block's self-attention mixes: all "full", or alternating "spatial" / "temporal"."""
+    if config.attention == "full":
+        return ["full"] * config.depth
+    return [("spatial", "temporal")[i % 2] for i in range(config.depth)]
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: LN(x) (1 + scale) + shift, with one (shift, scale) per clip: x (B, N, D), shift/scale (B, D)."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class CrossAttention(nn.Module):
+    """Queries from the video tokens, keys and values from the text tokens; padding words are masked."""
+
+    def __init__(self, dim: int, text_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(text_dim, 2 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, h, N, d)
+        k, v = rearrange(self.kv(text), "b l (two h d) -> two b h l d", two=2, h=self.heads)  # (B, h, L, d) each
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=words[:, None, None, :])  # (B, h, N, d)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero block; ``mode`` is which tokens self-attention mixes: "full", "spatial" or "temporal"."""
+
+    def __init__(self, dim: int, heads: int, text_dim: int, mode: str = "full", mlp_ratio: float = 4.0):
+        super().__init__()
+        self.mode = mode
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm_cross, self.cross = nn.LayerNorm(dim), CrossAttention(dim, text_dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.adaLN[-1].weight)  # adaLN-Zero: every gate starts at 0, so the block is the identity
+        nn.init.zeros_(self.adaLN[-1].bias)
+
+    def self_attention(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        t, h, w = grid
+        if self.mode == "full":
+            return self.attn(x)  # (B, t*h*w, D): all tokens of a clip
+        if self.mode == "spatial":
+            x = rearrange(x, "b (t hw) d -> (b t) hw d", t=t)  # (B*t, h*w, D): one frame at a time
+            return rearrange(self.attn(x), "(b t) hw d -> b (t hw) d", t=t)
+        x = rearrange(x, "b (t hw) d -> (b hw) t d", t=t)  # (B*h*w, t, D): one position across time
+        return rearrange(self.attn(x), "(b hw) t d -> b (t hw) d", hw=h * w)
+
+    def forward(self, x, c, text, words, grid):
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=1)  # (B, D) each
+        x = x + gate1[:, None] * self.self_attention(modulate(self.norm1(x), shift1, scale1), grid)
+        x = x + self.cross(self.norm_cross(x), text, words)
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class FinalLayer(nn.Module):
+    """modulate(LN(x)) -> Linear to a patch of values; zero-initialised so the first prediction is 0."""
+
+    def __init__(self, dim: int, patch_values: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = nn.Linear(dim, patch_values)
+        for layer in (self.adaLN[-1], self.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """model(z_t (B, C, T, H, W), time (B,), ids (B, L)) -> prediction (B, C, T, H, W)."""
+
+    def __init__(self, config: DiTConfig = DiTConfig()):
+        super().__init__()
+        if config.attention not in ("full", "factorized"):
+            raise ValueError(f"attention must be 'full' or 'factorized', got {config.attention!r}")
+        self.config = config
+        self.tokenizer = Tokenizer(config.max_words)
+        self.text = TextEncoder(len(self.tokenizer), config.text_dim, config.text_depth, max_len=config.max_words)
+        self.text_pool = nn.Linear(config.text_dim, config.dim)
+        self.time = TimestepEmbedding(config.dim)
+        self.embed = PatchEmbed(config.in_channels, config.dim, config.patch)
+        self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio)
+                                    for mode in block_modes(config))
+        self.final = FinalLayer(config.dim, config.in_channels * math.prod(config.patch))
+
+    def null_ids(self, batch: int) -> torch.Tensor:
+        """The null prompt for classifier-free guidance, (B, L)."""
+        return self.tokenizer.null(batch)
+
+    def check(self, x: torch.Tensor) -> tuple[int, int, int]:
+        """The patch grid (t, h, w) of an input, or a clear error."""
+        c = self.config
+        if x.ndim != 5 or x.shape[1] != c.in_channels:
+            raise ValueError(f"expected latent videos (B, {c.in_channels}, T, H, W), got {tuple(x.shape)}")
+        for name, size, p in zip("THW", x.shape[2:], c.patch):
+            if size % p:
+                raise ValueError(f"latent {name}={size} is not divisible by the patch size {p} "
+                                 f"(input {tuple(x.shape)}, patch {c.patch})")
+        return tuple(s // p for s, p in zip(x.shape[2:], c.patch))
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        grid = self.check(x)
+        text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
+        c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
+        tokens, _ = self.embed(x)  # (B, t*h*w, D)
+        tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
+        for block in self.blocks:
+            tokens = block(tokens, c, text, words, grid)
+        return unpatchify(self.final(tokens, c), grid, self.config.patch)  # (B, C, T, H, W)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def tokens_per_clip(config: DiTConfig) -> tuple[int, int, int]:
+    """The (t, h, w) patch grid of one training clip."""
+    spatial, temporal = {"frame": (4, 1), "spacetime": (4, 2), "none": (1, 1)}[config.vae]
+    latent = (config.frames // temporal, config.size // spatial, config.size // spatial)
+    return tuple(s // p for s, p in zip(latent, config.patch))
+
+
+def flops_per_clip(config: DiTConfig, training: bool = True) -> float:
+    """Matmul FLOPs to denoise one clip (x3 for a training step: forward + backward), as in PaLM's MFU.
+
+    Per block and token: 2 * (4 D^2 self-attention projections + 2 D^2 cross q/out + 2 r D^2 MLP);
+    attention scores and values 2 * 2 * D * (tokens it sees); cross-attention keys/values per word.
+    """
+    t, h, w = tokens_per_clip(config)
+    n, d, L = t * h * w, config.dim, config.max_words
+    seen = {"full": n, "spatial": h * w, "temporal": t}
+    per_block = [2 * n * (6 * d * d + 2 * config.mlp_ratio * d * d) + 4 * n * d * (seen[m] + L)
+                 + 2 * L * config.text_dim * 2 * d for m in block_modes(config)]
+    patch_io = 2 * n * d * config.in_channels * math.prod(config.patch) * 2
+    text = config.text_depth * 2 * L * (12 * config.text_dim**2) + 4 * L * L * config.text_dim * config.text_depth
+    forward = sum(per_block) + patch_io + text
+    return forward * (3 if training else 1)

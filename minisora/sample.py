@@ -1,0 +1,98 @@
+"""Text-to-video with a trained DiT (``python -m minisora sample``).
+
+    prompt -> ids -> sample latents from noise (guided by the prompt against the null prompt)
+           -> VAE decode -> frames in [0, 1]
+
+A checkpoint is either a training run's ``ckpt.pt`` (its EMA weights are used) or exported weights
+such as ``data/dit_tiny.pt``. Both are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .captions import expand_prompt
+from .checkpoint import load_checkpoint
+from .diffusion import make_objective
+from .digits import DATA_DIR
+from .dit import DiT, DiTConfig
+from .train_vae import load_vae
+from .vae import VAE
+
+DIT_PATH = DATA_DIR / "dit_tiny.pt"
+FACTORS = {"frame": (1, 4), "spacetime": (2, 4), "none": (1, 1)}  # (temporal, spatial) downsampling of each VAE
+
+
+class VideoCodec:
+    """Pixels <-> what the DiT denoises: scaled VAE latents, or pixels mapped to [-1, 1] for ``vae="none"``."""
+
+    def __init__(self, kind: str, device="cpu"):
+        self.kind = kind
+        self.vae: VAE | None = None if kind == "none" else load_vae(kind, device)
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, H, W) in [0, 1] -> (B, C, T', H', W'): z = latent_scale * posterior mean."""
+        if self.vae is None:
+            return video * 2 - 1
+        return self.vae.encode(video).mean * self.vae.latent_scale
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return ((z + 1) / 2).clamp(0, 1)
+        return self.vae.decode(z / self.vae.latent_scale)
+
+
+def latent_shape(config: DiTConfig, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """The latent (C, T', H', W') of a clip, or an error saying which sizes this model can make."""
+    temporal, spatial = FACTORS[config.vae]
+    pt, ph, pw = config.patch
+    for name, size, step in (("frames", frames, temporal * pt), ("height", height, spatial * ph),
+                             ("width", width, spatial * pw)):
+        if size < step or size % step:
+            raise ValueError(f"{name}={size} is not supported by this model: it must be a positive multiple of "
+                             f"{step} (the {config.vae} VAE and the patch size {config.patch}); it was trained on "
+                             f"{config.frames} frames of {config.size}x{config.size}")
+    return config.in_channels, frames // temporal, height // spatial, width // spatial
+
+
+def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dict]:
+    """A DiT from a run's ``ckpt.pt`` (EMA weights) or exported weights; returns (model, training settings)."""
+    ckpt = load_checkpoint(path, map_location=device, kind="DiT")
+    if not isinstance(ckpt, dict) or not {"config", "train", "ema"} <= set(ckpt):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a DiT checkpoint: expected keys config, train and ema, got {found}")
+    config = dict(ckpt["config"])
+    config["patch"] = tuple(config["patch"])
+    model = DiT(DiTConfig(**config))
+    model.load_state_dict(ckpt["ema"])
+    return model.to(device).eval(), dict(ckpt["train"])
+
+
+@torch.no_grad()
+def generate(model: DiT, codec: VideoCodec, prompts: list[str], objective: str = "flow", guidance: float = 4.0,
+             steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
+             width: int | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size."""
+    c = model.config
+    shape = latent_shape(c, frames or c.frames, height or c.size, width or c.size)
+    device = next(model.parameters()).device
+    ids = model.tokenizer.batch(prompts).to(device)
+    obj = make_objective(objective)
+    sampler = sampler or {"ddpm": "ddim", "flow": "euler"}[objective]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    z = obj.sample(model, (len(prompts), *shape), ids, model.null_ids(len(prompts)).to(device), guidance,
+                   steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress)
+    return codec.decode(z)
+
+
+def sample_from_checkpoint(ckpt: str | Path, prompts: list[str], expand: bool = False, device: str = "cpu",
+                           **kwargs) -> tuple[torch.Tensor, list[str]]:
+    """Load a checkpoint and its VAE, expand the prompts if asked, and generate; returns (videos, prompts used)."""
+    model, train = load_dit(ckpt, device)
+    used = [expand_prompt(p, seed=i) if expand else p for i, p in enumerate(prompts)]
+    videos = generate(model, VideoCodec(model.config.vae, device), used, train["objective"], **kwargs)
+    return videos, used

@@ -1,0 +1,246 @@
+"""Training the text-to-video DiT (``python -m minisora train --preset tiny``).
+
+One step: take the next clips of train digits (clip ``i`` of the run is always the same clip),
+caption each one (short "3 and 7" or descriptive, chosen per clip), encode the videos to latents
+with the frozen VAE, replace a share of captions by the null prompt (for guidance), and minimise
+the DDPM or rectified-flow loss from ``diffusion.py``. AdamW with warm-up and cosine decay,
+gradient clipping, an EMA of the weights for sampling.
+
+Everything random is drawn from one seeded generator for the **global** batch, and each process
+takes its slice, so a run is the same on 1 process or on N (``torchrun --nproc_per_node N``), and
+``--resume`` continues exactly: the checkpoint holds the weights, EMA, optimiser, schedule, step and
+generator state. Files in the run folder: ``ckpt.pt`` (atomic), ``log.jsonl``, ``loss.png``,
+``samples_XXXXXX.gif`` and, with ``--export``, weights plus a manifest for sharing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
+from .data import MovingMNIST
+from .diffusion import make_objective
+from .digits import load_digits
+from .dit import DiT, flops_per_clip, get_preset, parameter_count
+from .optim import EMA, warmup_cosine
+from .sample import VideoCodec, generate
+from .viz import save_gif
+
+SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    attention: str = "full"
+    vae: str = "frame"
+    objective: str = "flow"
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_uncond: float = 0.1
+    p_descriptive: float = 0.5
+    num_digits: tuple[int, ...] = (1, 2)
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/tiny"
+    log_every: int = 10
+    ckpt_every: int = 250
+    sample_every: int = 1000
+    sample_steps: int = 25
+    compile: bool = False
+    stop_at: int | None = None
+
+
+class TrainingClips:
+    """Clip ``i`` of a run: train digits, ``num_digits[i % len]`` digits, a short or descriptive caption."""
+
+    def __init__(self, seed: int, num_digits: tuple[int, ...], p_descriptive: float, num_clips: int):
+        digits = load_digits("train", "mnist5k")
+        self.sets = [MovingMNIST("train", num_clips, seed=seed + k, digits=digits, num_digits=k) for k in num_digits]
+        self.seed, self.p_descriptive = seed, p_descriptive
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        data = self.sets[i % len(self.sets)]
+        clip = data[i // len(self.sets)]
+        descriptive = np.random.default_rng([self.seed, 7, i]).random() < self.p_descriptive
+        return clip["video"], clip["description"] if descriptive else clip["caption"]
+
+    def batch(self, indices) -> tuple[torch.Tensor, list[str]]:
+        videos, captions = zip(*(self[i] for i in indices))
+        return torch.stack(videos), list(captions)  # (B, 1, T, H, W)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def build(cfg: TrainConfig, device: torch.device):
+    """Model, EMA, optimiser and schedule for a config (seeded)."""
+    torch.manual_seed(cfg.seed)
+    model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae,
+                           in_channels=1 if cfg.vae == "none" else 4)).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
+
+
+def checkpoint_state(cfg, model, ema, opt, sched, step, generator) -> dict:
+    return {"config": asdict(model.config), "train": asdict(cfg), "model": model.state_dict(),
+            "ema": ema.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "step": step, "generator": generator.get_state()}
+
+
+CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step", "generator")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "",
+          export: str | Path | None = None) -> dict:
+    """Train (or resume) a run in ``cfg.out``; returns a summary (speed, final loss, files)."""
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"steps and batch size must be positive, got {cfg.steps} and {cfg.batch_size}")
+    rank, world = distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"the global batch size {cfg.batch_size} must be divisible by the {world} processes")
+    device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    out, version = Path(cfg.out), code_version()
+    ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
+    model, ema, opt, sched = build(cfg, device)
+    generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same stream on every device
+    start_step = 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS)
+        free = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")
+        saved = {k: v for k, v in state["train"].items() if k not in free}
+        mine = {k: v for k, v in asdict(cfg).items() if k not in free}
+        saved["num_digits"] = tuple(saved["num_digits"])
+        if saved != mine:
+            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+            raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
+        model.load_state_dict(state["model"])
+        ema.model.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"].cpu())
+        start_step = state["step"]
+    elif resume and rank == 0:
+        print(f"no checkpoint at {ckpt_path}: starting a new run")
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = torch.compile(net) if cfg.compile else net
+    obj, codec = make_objective(cfg.objective), VideoCodec(cfg.vae, device)
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size)
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    per_rank = cfg.batch_size // world
+    mine = slice(rank * per_rank, (rank + 1) * per_rank)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if log_path.exists():  # keep the log of the steps the checkpoint holds, drop the rest
+            lines = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
+            log_path.write_text("".join(line + "\n" for line in lines))
+    last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
+    bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
+               unit="step", disable=not progress or rank > 0)
+    losses, tick, started = [], time.perf_counter(), time.perf_counter()
+    for step in bar:
+        videos, captions = data.batch(range(step * cfg.batch_size + mine.start, step * cfg.batch_size + mine.stop))
+        ids = model.tokenizer.batch(captions)
+        # the global batch's randomness, drawn identically on every process; each takes its slice
+        t = obj.sample_t(cfg.batch_size, "cpu", generator)[mine]
+        drop = (torch.rand(cfg.batch_size, generator=generator) < cfg.p_uncond)[mine]
+        z = codec.encode(videos.to(device))  # (b, C, T', H', W')
+        noise = torch.randn((cfg.batch_size, *z.shape[1:]), generator=generator)[mine]
+        ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids).to(device)
+        with autocast:
+            loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        losses.append(loss.item())
+        done = step + 1
+        if rank == 0 and (done % cfg.log_every == 0 or done == last_step):
+            seconds = time.perf_counter() - tick
+            n = len(losses)
+            record = {"step": done, "loss": round(sum(losses) / n, 5), "lr": sched.get_last_lr()[0],
+                      "grad_norm": round(float(grad_norm), 4), "steps_per_s": round(n / seconds, 3),
+                      "clips_per_s": round(n * cfg.batch_size / seconds, 2)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
+            losses, tick = [], time.perf_counter()
+        if rank == 0 and (done % cfg.ckpt_every == 0 or done == last_step):
+            save_checkpoint(checkpoint_state(cfg, model, ema, opt, sched, done, generator), ckpt_path)
+        if rank == 0 and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
+            write_samples(ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
+    summary = {"run": str(out), "steps_done": last_step, "wall_time_s": round(time.perf_counter() - started, 1)}
+    if rank == 0:
+        summary.update(run_summary(cfg, model, log_path, device, version, command))
+        plot_loss(log_path, out / "loss.png")
+        if export is not None and last_step == cfg.steps:
+            export_weights(ckpt_path, export, summary)
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def write_samples(model: DiT, codec: VideoCodec, cfg: TrainConfig, path: Path, prompts=SAMPLE_PROMPTS) -> Path:
+    """A GIF of the EMA model's samples for a few fixed prompts (guidance 4, ``sample_steps`` steps)."""
+    videos = generate(model, codec, list(prompts), cfg.objective, guidance=4.0, steps=cfg.sample_steps, seed=0)
+    return save_gif(list(videos[:, 0].cpu()), path, ncols=len(prompts))
+
+
+def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, device, version: str, command: str) -> dict:
+    """What the manifest records: settings, size, cost and speed, and the last logged loss."""
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
+    speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
+    clips_s = sorted(speeds)[len(speeds) // 2]
+    flops = flops_per_clip(model.config)
+    return {"command": command, "code_version": version, "device": device_name(device),
+            "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
+            "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
+            "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
+            "final_loss": log[-1]["loss"] if log else None}
+
+
+def plot_loss(log_path: Path, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([r["step"] for r in log], [r["loss"] for r in log])
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title=f"training loss ({log_path.parent.name})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
+    """Write the EMA weights alone (what sampling needs) and a manifest beside them."""
+    state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS)
+    path = Path(path)
+    save_checkpoint({"config": state["config"], "train": state["train"], "ema": state["ema"]}, path)
+    write_manifest({**summary, "weights_bytes": path.stat().st_size}, path.with_suffix(".json"))
+    return path

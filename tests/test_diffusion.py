@@ -1,0 +1,192 @@
+"""Diffusion and rectified flow: schedules, the forward process, targets, samplers and guidance."""
+
+import pytest
+import torch
+
+from minisora.diffusion import GaussianDiffusion, RectifiedFlow, TimestepEmbedding, guided, make_objective
+from minisora.optim import EMA, warmup_cosine
+from minisora.unet import UNet, UNetConfig
+
+
+class Toy(torch.nn.Module):
+    """A tiny conditional network on 2D points: enough to exercise every code path."""
+
+    def __init__(self, out_scale: float = 1.0):
+        super().__init__()
+        self.time = TimestepEmbedding(16)
+        self.label = torch.nn.Embedding(3, 16)
+        self.net = torch.nn.Linear(2 + 16, 2)
+        self.out_scale = out_scale
+
+    def forward(self, x, time, cond):
+        return self.out_scale * self.net(torch.cat([x, self.time(time) + self.label(cond)], dim=1))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedules_are_monotone_and_bounded(schedule):
+    d = GaussianDiffusion(schedule)
+    assert ((d.betas > 0) & (d.betas < 1)).all()
+    assert (d.alpha_bars[1:] < d.alpha_bars[:-1]).all()  # more noise at every step
+    assert d.alpha_bars[0] > 0.99 and d.alpha_bars[-1] < 1e-3  # from almost clean to almost pure noise
+    assert ((d.posterior_variance >= 0) & (d.posterior_variance <= d.betas)).all()
+
+
+def test_q_sample_matches_closed_form_mean_and_variance():
+    d = GaussianDiffusion("linear")
+    x0 = torch.tensor([[0.7, -0.3]]).repeat(200_000, 1)
+    for step in (10, 300, 900):
+        t = torch.full((len(x0),), step)
+        x_t = d.q_sample(x0, t, torch.randn_like(x0))
+        mean, var = d.q_mean_var(x0[:1], t[:1])
+        torch.testing.assert_close(x_t.mean(0), mean[0], atol=0.01, rtol=0)
+        torch.testing.assert_close(x_t.var(0), var[0], atol=0.01, rtol=0.02)
+
+
+def test_q_sample_is_the_chain_of_single_steps():
+    """Many single steps x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) z give the closed form's statistics."""
+    d = GaussianDiffusion("cosine", num_steps=50)
+    x = torch.full((100_000, 1), 0.8)
+    for t in range(30):
+        x = (1 - d.betas[t]).sqrt().float() * x + d.betas[t].sqrt().float() * torch.randn_like(x)
+    mean, var = d.q_mean_var(torch.tensor([[0.8]]), torch.tensor([29]))
+    assert abs(float(x.mean()) - float(mean)) < 0.01 and abs(float(x.var()) - float(var)) < 0.01
+
+
+@pytest.mark.parametrize("target", ["eps", "x0", "v"])
+def test_targets_invert(target):
+    d = GaussianDiffusion("cosine", target=target)
+    x0, noise = torch.randn(8, 3, 4, 4), torch.randn(8, 3, 4, 4)
+    t = torch.randint(0, 999, (8,))
+    x_t = d.q_sample(x0, t, noise)
+    x0_hat, eps_hat = d.x0_eps_from(d.target_from(x0, noise, t), x_t, t)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(eps_hat, noise, atol=1e-4, rtol=1e-4)
+
+
+def test_ddim_with_eta_1_is_the_ddpm_posterior():
+    d = GaussianDiffusion("linear")
+    x0, eps = torch.randn(4, 2), torch.randn(4, 2)
+    t = torch.tensor([500, 10, 999, 1])
+    x_t = d.q_sample(x0, t, eps)
+    mean, var = d.posterior(x0, x_t, t)
+    z = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    step = d.ddim_step(x0, eps, t, t - 1, eta=1.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(step, mean + var.sqrt() * z, atol=1e-5, rtol=1e-5)
+    ddpm = d.ddpm_step(x0, x_t, t, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(step, ddpm, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_eta_0_is_deterministic_and_lands_on_x0():
+    d = GaussianDiffusion("linear")
+    x0, eps, t = torch.randn(4, 2), torch.randn(4, 2), torch.full((4,), 0)
+    assert torch.equal(d.ddim_step(x0, eps, t, t - 1), d.ddim_step(x0, eps, t, t - 1))
+    torch.testing.assert_close(d.ddim_step(x0, eps, t, t - 1), x0)  # the last step returns the clean prediction
+
+
+def test_guidance_scale_1_is_the_conditional_prediction_and_every_channel_is_guided():
+    def model(x, t, c):
+        return x * (1 + c[:, None, None, None].float()) + t[:, None, None, None]
+
+    x, t = torch.randn(3, 6, 2, 2), torch.full((3,), 5.0)
+    cond, null = torch.tensor([1, 2, 3]), torch.zeros(3, dtype=torch.long)
+    torch.testing.assert_close(guided(model, x, t, cond, null, 1.0), model(x, t, cond))
+    out = guided(model, x, t, cond, null, 4.0)
+    expected = model(x, t, null) + 4.0 * (model(x, t, cond) - model(x, t, null))
+    torch.testing.assert_close(out, expected)  # all 6 channels, not the first few
+    torch.testing.assert_close(guided(model, x, t, cond, null, 0.0), model(x, t, null))
+    with pytest.raises(ValueError, match="null condition"):
+        guided(model, x, t, cond, None, 2.0)
+
+
+@pytest.mark.parametrize("objective,sampler,steps", [("ddpm", "ddpm", None), ("ddpm", "ddim", 7), ("flow", "euler", 7)])
+def test_samplers_shapes_and_seeds(objective, sampler, steps):
+    obj = make_objective(objective, **({"num_steps": 20} if objective == "ddpm" else {}))
+    model = Toy(out_scale=0.1)
+    cond, null = torch.tensor([0, 1, 1, 0, 1]), torch.full((5,), 2)
+    run = lambda seed: obj.sample(model, (5, 2), cond, null, guidance=2.0, steps=steps, sampler=sampler,
+                                  generator=torch.Generator().manual_seed(seed))
+    a, b, c = run(0), run(0), run(1)
+    assert a.shape == (5, 2) and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sampler_errors():
+    d, f = GaussianDiffusion(num_steps=20), RectifiedFlow()
+    model, cond = Toy(), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="sampler='ddim'"):
+        d.sample(model, (2, 2), cond, steps=5, sampler="ddpm")
+    with pytest.raises(ValueError, match="between 1 and 20"):
+        d.sample(model, (2, 2), cond, steps=50, sampler="ddim")
+    with pytest.raises(ValueError, match="unknown sampler"):
+        f.sample(model, (2, 2), cond, sampler="ddim")
+    with pytest.raises(ValueError, match="one condition per sample"):
+        f.sample(model, (3, 2), cond)
+    with pytest.raises(ValueError, match="unknown objective"):
+        make_objective("score")
+    with pytest.raises(ValueError, match="unknown schedule"):
+        GaussianDiffusion("quadratic")
+
+
+def test_rectified_flow_path_target_and_exact_euler():
+    f = RectifiedFlow()
+    x0, noise = torch.randn(6, 2), torch.randn(6, 2)
+    assert torch.equal(f.q_sample(x0, torch.zeros(6), noise), x0)
+    assert torch.equal(f.q_sample(x0, torch.ones(6), noise), noise)
+    t = f.sample_t(100_000, "cpu", torch.Generator().manual_seed(0))
+    assert 0 < float(t.min()) and float(t.max()) < 1 and abs(float(t.median()) - 0.5) < 0.01  # logit-normal
+    # with the true velocity of a single point, Euler is exact on a straight path, even in one step
+    oracle = lambda x, time, c: (x - x0[:1]) / (time / 1000).clamp(min=1e-8)[:, None]
+    out = f.sample(oracle, (1, 2), torch.zeros(1, dtype=torch.long), steps=1, noise=noise[:1])
+    torch.testing.assert_close(out, x0[:1])
+
+
+@pytest.mark.parametrize("objective", ["ddpm", "flow"])
+def test_a_small_model_learns_a_2d_distribution(objective):
+    """Two clusters, one per label: after training, guided samples land on their label's cluster."""
+    torch.manual_seed(0)
+    centres = torch.tensor([[-2.0, 0.0], [2.0, 1.0]])
+    net = Toy()
+    net.net = torch.nn.Sequential(torch.nn.Linear(18, 64), torch.nn.SiLU(), torch.nn.Linear(64, 2))
+    obj = make_objective(objective, **({"num_steps": 100} if objective == "ddpm" else {}))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(400):
+        label = torch.randint(0, 2, (256,))
+        x0 = centres[label] + 0.1 * torch.randn(256, 2)
+        label = label.masked_fill(torch.rand(256) < 0.1, 2)
+        loss = obj.loss(net, x0, label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    cond = torch.tensor([0, 1]).repeat(50)
+    sampler = {"ddpm": "ddim", "flow": "euler"}[objective]
+    x = obj.sample(net, (100, 2), cond, torch.full((100,), 2), guidance=1.5, steps=20, sampler=sampler, clip=None)
+    assert (x - centres[cond]).norm(dim=1).median() < 0.5
+
+
+def test_unet_shapes_zero_init_and_errors():
+    model = UNet(UNetConfig(channels=(16, 32), emb_dim=32))
+    x = torch.randn(3, 1, 28, 28)
+    out = model(x, torch.tensor([0.0, 500.0, 999.0]), torch.tensor([0, 5, model.null_label]))
+    assert out.shape == x.shape and torch.equal(out, torch.zeros_like(out))  # zero-initialised output layer
+    with pytest.raises(ValueError, match=r"expected images \(B, 1, 28, 28\), got \(3, 1, 32, 32\)"):
+        model(torch.randn(3, 1, 32, 32), torch.zeros(3), torch.zeros(3, dtype=torch.long))
+
+
+def test_ema_and_schedule():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.5)
+    before = ema.model.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.model.weight, 0.5 * before + 0.5 * model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = warmup_cosine(opt, steps=100, warmup=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(max(lrs)) and lrs[-1] < 0.01
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, 1.5)
