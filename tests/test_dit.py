@@ -1,0 +1,95 @@
+"""The spacetime DiT: shapes, adaLN-Zero at init, independence of clips, attention modes, costs, errors."""
+
+import pytest
+import torch
+
+from minisora.dit import DiT, DiTBlock, PRESETS, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+
+
+def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights everywhere (including the zero-initialised layers), so outputs are not trivially 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def inputs(model: DiT, batch: int = 3, frames: int = 20, size: int = 16):
+    x = torch.randn(batch, model.config.in_channels, frames, size, size)
+    ids = model.tokenizer.batch(["3", "1 and 8", "a 5 starts at the top and moves up."][:batch] + ["0"] * (batch - 3))
+    return x, torch.tensor([10.0, 500.0, 990.0] * batch)[:batch], ids
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_shapes_for_every_preset_and_attention(preset, attention):
+    config = get_preset(preset, attention=attention)
+    if preset in ("small", "base"):  # build only: a forward pass is too slow for a unit test
+        model = DiT(config)
+        assert parameter_count(model) > 1e6 and flops_per_clip(config) > 0
+        return
+    model = perturb(DiT(config))
+    x, t, ids = inputs(model)
+    assert model(x, t, ids).shape == x.shape
+    other = torch.randn(2, 4, 8, 32, 24)  # another grid: fixed sin-cos positions work for any size
+    assert model(other, t[:2], ids[:2]).shape == other.shape
+
+
+def test_adaln_zero_blocks_are_the_identity_at_init_and_output_is_zero():
+    model = DiT(get_preset("micro"))
+    x = torch.randn(2, 10, 32)
+    c, text = torch.randn(2, 32), torch.randn(2, 5, 32)
+    words = torch.ones(2, 5, dtype=torch.bool)
+    block = DiTBlock(32, 2, 32)
+    out = block(x, c, text, words, (2, 1, 5))
+    cross = block.cross(block.norm_cross(x), text, words)
+    torch.testing.assert_close(out, x + cross)  # both gated branches are off: only cross-attention is added
+    xs, t, ids = inputs(model)
+    assert torch.equal(model(xs, t, ids), torch.zeros_like(xs))  # zero-initialised final layer
+
+
+@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_clips_in_a_batch_do_not_influence_each_other(attention):
+    model = perturb(DiT(get_preset("micro", attention=attention))).eval()
+    x, t, ids = inputs(model)
+    out = model(x, t, ids)
+    x2, ids2 = x.clone(), ids.clone()
+    x2[1] = torch.randn_like(x2[1])
+    ids2[1] = model.tokenizer.encode("9 and 9")
+    out2 = model(x2, t, ids2)
+    torch.testing.assert_close(out2[[0, 2]], out[[0, 2]], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out2[1], out[1])
+
+
+def test_factorized_attention_mixes_only_within_frames_or_positions():
+    torch.manual_seed(0)
+    for mode, same in (("spatial", lambda a, b: a[0] == b[0]), ("temporal", lambda a, b: a[1:] == b[1:])):
+        block = perturb(DiTBlock(16, 2, 16, mode))  # cross-attention and MLP act per token: only self-attention mixes
+        grid = (3, 2, 2)
+        x = torch.randn(1, 12, 16, requires_grad=True)
+        out = block(x, torch.randn(1, 16), torch.randn(1, 2, 16), torch.ones(1, 2, dtype=torch.bool), grid)
+        cells = [(t, h, w) for t in range(3) for h in range(2) for w in range(2)]
+        out[0, 5].sum().backward()  # token (1, 0, 1)
+        touched = {cells[i] for i in range(12) if x.grad[0, i].abs().sum() > 0}
+        assert touched == {c for c in cells if same(c, cells[5])}, mode
+
+
+def test_block_modes_and_costs():
+    assert block_modes(get_preset("tiny", attention="factorized")) == ["spatial", "temporal"] * 2
+    full, fact = get_preset("small"), get_preset("small", attention="factorized")
+    assert flops_per_clip(fact) < flops_per_clip(full)  # factorized attention sees fewer tokens
+    assert tokens_per_clip(get_preset("tiny")) == (10, 4, 4)
+    assert flops_per_clip(full, training=True) == 3 * flops_per_clip(full, training=False)
+
+
+def test_clear_errors():
+    model = DiT(get_preset("micro"))
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match=r"expected latent videos \(B, 4, T, H, W\)"):
+        model(torch.randn(1, 1, 20, 16, 16), torch.zeros(1), model.null_ids(1))
+    with pytest.raises(ValueError, match="latent H=18 is not divisible by the patch size 4"):
+        model(torch.randn(1, 4, 20, 18, 16), torch.zeros(1), model.null_ids(1))
+    with pytest.raises(ValueError, match="attention must be"):
+        DiT(get_preset("micro", attention="sparse"))
