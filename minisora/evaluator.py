@@ -179,3 +179,20 @@ def classify_video(model: ViT, video, num_digits: int) -> tuple[np.ndarray, np.n
     crops, corners = crop_digits(video, num_digits)  # (T, K, 28, 28)
     labels, _ = classify(model, crops.reshape(-1, DIGIT, DIGIT))
     return labels.reshape(crops.shape[:2]), corners
+
+
+def prompt_agreement(model: ViT, videos, prompt_labels: list[list[int]]) -> float:
+    """Share of clips whose digits, read by the evaluator, are the prompt's digits.
+
+    Each frame is read (as many digits as the prompt names); a clip's reading is the most common
+    sorted tuple of labels over its frames; it agrees when that equals the prompt's sorted digits.
+    ``videos`` is (N, T, H, W) in [0, 1] (or uint8).
+    """
+    if len(videos) != len(prompt_labels):
+        raise ValueError(f"expected one list of labels per clip ({len(videos)}), got {len(prompt_labels)}")
+    agree = 0
+    for video, wanted in zip(videos, prompt_labels):
+        per_frame, _ = classify_video(model, np.asarray(video), len(wanted))  # (T, K)
+        readings = [tuple(sorted(labels)) for labels in per_frame.tolist()]
+        agree += max(set(readings), key=readings.count) == tuple(sorted(wanted))
+    return agree / len(videos)

@@ -48,3 +48,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * s_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (s_xx + s_yy + c2))
     return s.mean(dim=(1, 2, 3)).mean().float()
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.1) -> float:
+    """Maximum mean discrepancy between two samples (N, D) and (M, D) with a Gaussian kernel (Gretton et al. 2012).
+
+    MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y),  k(a, b) = exp(-|a - b|^2 / (2 h^2)),
+    unbiased (the i = j terms left out); returns sqrt(max(MMD^2, 0)). Zero when the distributions are the same.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"mmd needs samples (N, D) and (M, D), got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = x.double(), y.double()
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * bandwidth ** 2))
+    n, m = len(x), len(y)
+    kxx = (k(x, x).sum() - n) / (n * (n - 1))  # the diagonal is exp(0) = 1
+    kyy = (k(y, y).sum() - m) / (m * (m - 1))
+    return float((kxx + kyy - 2 * k(x, y).mean()).clamp(min=0).sqrt())

@@ -116,3 +116,17 @@ def test_classify_and_crop_shapes(evaluator):
     assert labels.shape == (2,) and np.allclose(probs.sum(1), 1, atol=1e-5)
     with pytest.raises(ValueError, match=r"expected digit crops of shape \(N, 28, 28\)"):
         classify(evaluator, np.zeros((2, 32, 32)))
+
+
+def test_prompt_agreement_on_real_clips_and_frozen_noise():
+    from minisora.evaluator import load_evaluator, prompt_agreement
+
+    model = load_evaluator()
+    data = MovingMNIST("test", 12, seed=5, digits="mnist5k", num_digits=1)
+    videos = torch.stack([data[i]["video"][0] for i in range(12)])  # (12, T, H, W)
+    labels = [data[i]["labels"].tolist() for i in range(12)]
+    assert prompt_agreement(model, videos, labels) >= 0.9
+    wrong = [[(label[0] + 1) % 10] for label in labels]
+    assert prompt_agreement(model, videos, wrong) <= 0.1
+    with pytest.raises(ValueError, match="one list of labels per clip"):
+        prompt_agreement(model, videos, labels[:3])
