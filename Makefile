@@ -1,4 +1,4 @@
-# minisora: the two commands are `make data` (soon `make train`) and `make test`.
+# minisora: the two commands are `make train` and `make test`.
 # Every target creates the virtual environment in .venv first when it is missing.
 
 VENV   ?= .venv
@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help venv test unit nbval data notebooks lab clean
+.PHONY: help venv train test unit nbval data notebooks lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,6 +17,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 venv: $(STAMP)  ## create .venv with the pinned requirements and minisora (editable)
+
+RUN         ?= runs/tiny
+TRAIN_FLAGS ?= --preset tiny --steps 1000
+
+train: $(STAMP)  ## train the tiny text-to-video DiT on CPU (~10 min; interrupted runs resume) into runs/tiny/
+	$(PYTHON) -m minisora train --out $(RUN) --resume $(TRAIN_FLAGS)
+	$(PYTHON) -m minisora sample --ckpt $(RUN)/ckpt.pt --prompt 0 1 2 3 4 5 6 7 8 9 --out $(RUN)/sample.gif
 
 test: $(STAMP)  ## all tests: unit tests, then strict nbval over every notebook
 	$(PYTHON) -m pytest tests/ && $(PYTHON) -m pytest $(NBVAL) notebooks/

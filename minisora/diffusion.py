@@ -83,9 +83,25 @@ def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.99
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
 
 
+# ----------------------------------------------------------------------------- the shared training loss
+
+class Objective:
+    """What both objectives share: the loss. Subclasses define ``sample_t``, ``q_sample``, ``target_from``, ``time``."""
+
+    def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
+             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """L = E_{t, eps} || target - model(x_t, time(t), c) ||^2: DDPM's "simple" loss for the eps target,
+        conditional flow matching for the velocity. ``t`` and ``noise`` may be given (data-parallel training
+        draws them for the whole batch)."""
+        t = self.sample_t(len(x0), x0.device, generator) if t is None else t
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
+        x_t = self.q_sample(x0, t, noise)
+        return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
+
+
 # ----------------------------------------------------------------------------- DDPM / DDIM
 
-class GaussianDiffusion:
+class GaussianDiffusion(Objective):
     """DDPM: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t = 0..T-1 (t = 0 is the first noise step).
 
     ``target`` is what the network predicts: ``"eps"`` (DDPM), ``"x0"``, or ``"v"`` (Salimans & Ho 2022,
@@ -152,14 +168,6 @@ class GaussianDiffusion:
         if target == "x0":
             return pred, (x_t - a * pred) / s  # eps = (x_t - sqrt(ab) x_0) / sqrt(1 - ab)
         return a * x_t - s * pred, s * x_t + a * pred  # x_0 = sqrt(ab) x_t - sqrt(1 - ab) v; eps = sqrt(1 - ab) x_t + sqrt(ab) v
-
-    def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """L = E_{t, eps} || target - model(x_t, t, c) ||^2 (DDPM's simple loss for the eps target)."""
-        t = self.sample_t(len(x0), x0.device, generator) if t is None else t
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
-        x_t = self.q_sample(x0, t, noise)
-        return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
 
     # reverse process
 
@@ -229,7 +237,7 @@ class GaussianDiffusion:
 
 # ----------------------------------------------------------------------------- rectified flow
 
-class RectifiedFlow:
+class RectifiedFlow(Objective):
     """Rectified flow: x_t = (1 - t) x_0 + t eps for t in [0, 1] (t = 1 is pure noise).
 
     The network predicts the velocity v = dx_t/dt = eps - x_0; sampling integrates dx/dt = v from
@@ -267,14 +275,6 @@ class RectifiedFlow:
     def target_from(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """v = d x_t / dt = eps - x_0, the same at every t."""
         return noise - x0
-
-    def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """L = E_{t, eps} || (eps - x_0) - v(x_t, t, c) ||^2 (conditional flow matching)."""
-        t = self.sample_t(len(x0), x0.device, generator) if t is None else t
-        noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
-        x_t = self.q_sample(x0, t, noise)
-        return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
 
     def timesteps(self, steps: int) -> torch.Tensor:
         """steps + 1 times from 1 (noise) to 0 (data), evenly spaced."""

@@ -100,3 +100,9 @@ def test_bad_preset_and_batch(tmp_path):
         main(["train", "--preset", "huge", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="must be positive"):
         train(replace(QUICK, out=str(tmp_path), steps=0), progress=False)
+
+
+def test_the_ddpm_objective_trains_and_samples_too(tmp_path):
+    train(replace(QUICK, out=str(tmp_path), steps=2, objective="ddpm"), progress=False)
+    videos, _ = sample_from_checkpoint(tmp_path / "ckpt.pt", ["3 and 7"], steps=2, frames=4)
+    assert videos.shape == (1, 1, 4, 64, 64) and torch.isfinite(videos).all()
