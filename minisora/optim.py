@@ -20,6 +20,8 @@ class EMA(nn.Module):
     """Exponential moving average of a model's weights: theta_ema <- decay theta_ema + (1 - decay) theta.
 
     Diffusion models sample from the EMA weights (DDPM, DiT): they average out the noise of the last steps.
+    Given the step, the decay warms up as min(decay, (1 + step) / (10 + step)), so a short run's EMA is not
+    mostly its random initialisation (0.999^1000 = 37% of it after 1,000 steps without the warm-up).
     Buffers (e.g. a VAE's latent scale) are copied, not averaged.
     """
 
@@ -31,8 +33,9 @@ class EMA(nn.Module):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        decay = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
         for ema, p in zip(self.model.parameters(), model.parameters()):
-            ema.lerp_(p.detach(), 1 - self.decay)  # ema + (1 - decay) (p - ema)
+            ema.lerp_(p.detach(), 1 - decay)  # ema + (1 - decay) (p - ema)
         for ema, b in zip(self.model.buffers(), model.buffers()):
             ema.copy_(b)

@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
-        ema.update(model)
+        ema.update(model, step)
         losses.append(loss.item())
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == last_step):

@@ -60,7 +60,7 @@ def train_denoiser(objective: str = "ddpm", steps: int = 4000, batch_size: int =
         loss.backward()
         opt.step()
         sched.step()
-        ema.update(model)
+        ema.update(model, step)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
     seconds = time.perf_counter() - start

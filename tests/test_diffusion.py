@@ -180,6 +180,8 @@ def test_ema_and_schedule():
         model.weight.add_(1.0)
     ema.update(model)
     torch.testing.assert_close(ema.model.weight, 0.5 * before + 0.5 * model.weight)
+    ema.update(model, step=0)  # warm-up: decay min(0.5, 1/10) = 0.1 at the first step
+    torch.testing.assert_close(ema.model.weight, 0.1 * (0.5 * before + 0.5 * model.weight) + 0.9 * model.weight)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = warmup_cosine(opt, steps=100, warmup=10)
     lrs = []
