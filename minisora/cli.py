@@ -101,19 +101,23 @@ def run_train_evaluator(args) -> None:
 
 def add_bench_command(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", help="benchmarks (packing: token utilisation and step time, packed vs padded)",
+        "bench", help="benchmarks: packing (token utilisation, step time) and DiT training speed per preset",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Measure NaViT sequence packing on a realistic mix of sizes: the share of real tokens in "
-                    "a batch packed into rows versus padded to the longest sequence, and the time of a training "
-                    "step (forward, backward, AdamW) of a small NaViT for each layout and attention backend.")
-    p.add_argument("what", choices=["packing"], help="which benchmark to run")
+        description="packing: measure NaViT sequence packing on a realistic mix of sizes: the share of real tokens "
+                    "in a batch packed into rows versus padded to the longest sequence, and the time of a training "
+                    "step (forward, backward, AdamW) of a small NaViT for each layout and attention backend. "
+                    "train: the speed of a DiT training step for each preset (steps/s, clips/s, TFLOP/s).")
+    p.add_argument("what", choices=["packing", "train"], help="which benchmark to run")
     p.add_argument("--kind", choices=["images", "videos"], default="images",
                    help="images: digits at 16-64 px per side (4x4 patches); videos: clips of 4-20 frames at "
                         "32-64 px per side ((2, 8, 8) tubelets)")
-    p.add_argument("--batch", type=int, default=128, help="sequences per batch")
+    p.add_argument("--batch", type=int, default=128, help="sequences per batch (packing) or clips per step (train)")
     p.add_argument("--budget", type=int, default=None,
                    help="tokens per packed row (default: the longest possible sequence: 256 images, 640 videos)")
     p.add_argument("--steps", type=int, default=5, help="timed training steps per configuration (after a warm-up)")
+    p.add_argument("--presets", nargs="+", default=["micro", "tiny", "small"],
+                   help="train: the DiT presets to time")
+    p.add_argument("--attention", choices=["full", "factorized"], default="full", help="train: the attention mode")
     p.add_argument("--batches", type=int, default=50, help="random batches averaged for the utilisation")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--backends", nargs="+", choices=["dense", "loop", "flex"], default=None,

@@ -37,7 +37,7 @@ def caption_words() -> list[str]:
 class Tokenizer:
     """Words -> ids, with number words read as digits ("three" -> "3") and punctuation as tokens."""
 
-    def __init__(self, max_len: int = 64):
+    def __init__(self, max_len: int = 96):
         self.vocab = [PAD, NULL] + caption_words()
         self.ids = {w: i for i, w in enumerate(self.vocab)}
         self.max_len = max_len
@@ -85,7 +85,7 @@ class TextEncoder(nn.Module):
     Word embeddings + fixed sin-cos positions, then pre-norm transformer blocks that attend over words only.
     """
 
-    def __init__(self, vocab_size: int, dim: int, depth: int = 2, heads: int = 4, max_len: int = 64):
+    def __init__(self, vocab_size: int, dim: int, depth: int = 2, heads: int = 4, max_len: int = 96):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
         self.register_buffer("positions", sincos_1d(torch.arange(max_len), dim), persistent=False)  # (L, D)

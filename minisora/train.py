@@ -223,17 +223,15 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, device, version: s
 
 
 def plot_loss(log_path: Path, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The loss curve as a PNG (a bare Figure: no pyplot state, whatever the backend)."""
+    from matplotlib.figure import Figure
 
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3), layout="tight")
+    ax = fig.subplots()
     ax.plot([r["step"] for r in log], [r["loss"] for r in log])
     ax.set(xlabel="step", ylabel="loss", yscale="log", title=f"training loss ({log_path.parent.name})")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

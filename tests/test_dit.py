@@ -93,3 +93,12 @@ def test_clear_errors():
         model(torch.randn(1, 4, 20, 18, 16), torch.zeros(1), model.null_ids(1))
     with pytest.raises(ValueError, match="attention must be"):
         DiT(get_preset("micro", attention="sparse"))
+
+
+def test_training_speed_benchmark_runs():
+    from minisora.bench import bench_train, format_train
+
+    result = bench_train(("micro",), batch=2, steps=1, progress=False)
+    (row,) = result["rows"]
+    assert row["preset"] == "micro" and row["steps_per_s"] > 0 and row["tflop_per_s"] > 0
+    assert "micro" in format_train(result)
