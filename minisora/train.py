@@ -215,11 +215,13 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, device, version: s
     speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
     clips_s = sorted(speeds)[len(speeds) // 2]
     flops = flops_per_clip(model.config)
+    steps = [0] + [r["step"] for r in log]
+    train_time = sum((b - a) / r["steps_per_s"] for a, b, r in zip(steps, steps[1:], log))  # all segments of a resumed run
     return {"command": command, "code_version": version, "device": device_name(device),
             "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
             "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
             "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
-            "final_loss": log[-1]["loss"] if log else None}
+            "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None}
 
 
 def plot_loss(log_path: Path, path: Path) -> Path:
@@ -235,10 +237,27 @@ def plot_loss(log_path: Path, path: Path) -> Path:
     return path
 
 
+def digit_agreement(model: DiT, codec: VideoCodec, objective: str, per_digit: int = 5, guidance: float = 4.0,
+                    steps: int = 25, seed: int = 0) -> float:
+    """Share of one-digit prompts ("0" ... "9", ``per_digit`` clips each) whose clip the evaluator reads as that digit."""
+    from .evaluator import load_evaluator, prompt_agreement
+
+    prompts = [str(d) for d in range(10) for _ in range(per_digit)]
+    videos = generate(model, codec, prompts, objective, guidance=guidance, steps=steps, seed=seed)
+    return prompt_agreement(load_evaluator(), videos[:, 0].cpu(), [[int(p)] for p in prompts])
+
+
 def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
-    """Write the EMA weights alone (what sampling needs) and a manifest beside them."""
+    """Write the EMA weights alone (what sampling needs) and a manifest beside them, with the share of
+    one-digit samples the evaluator reads as the prompted digit (5 per digit, guidance 4, 25 steps)."""
+    from .sample import load_dit
+
     state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS)
     path = Path(path)
     save_checkpoint({"config": state["config"], "train": state["train"], "ema": state["ema"]}, path)
-    write_manifest({**summary, "weights_bytes": path.stat().st_size}, path.with_suffix(".json"))
+    model, train_config = load_dit(path)
+    agreement = digit_agreement(model, VideoCodec(model.config.vae), train_config["objective"])
+    write_manifest({**summary, "single_digit_agreement": {"value": agreement, "clips": 50, "guidance": 4.0,
+                                                          "steps": 25, "seed": 0},
+                    "weights_bytes": path.stat().st_size}, path.with_suffix(".json"))
     return path
