@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from minisora.cli import main
+from minisora.digits import DATA_DIR
 from minisora.sample import generate, latent_shape, load_dit, sample_from_checkpoint, VideoCodec
 from minisora.train import TrainConfig, train
 
@@ -81,7 +82,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="could not be read"):
         load_dit(tmp_path / "truncated.pt")
     with pytest.raises(ValueError, match="not a DiT checkpoint"):
-        load_dit(os.path.join(os.path.dirname(__file__), "..", "data", "vae_frame.pt"))
+        load_dit(DATA_DIR / "vae_frame.pt")
 
 
 def test_two_processes_train_like_one(tmp_path):
