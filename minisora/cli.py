@@ -219,6 +219,9 @@ def add_train_command(subparsers) -> None:
                    help="the space the model denoises: latents of the shipped frame or spacetime VAE, or pixels")
     p.add_argument("--objective", choices=["flow", "ddpm"], default=d.objective,
                    help="rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear schedule)")
+    p.add_argument("--shift", type=float, default=d.shift,
+                   help="rectified flow: shift training times and the sampling grid towards noise, "
+                        "t -> s t / (1 + (s - 1) t); 1 = no shift")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps of the whole run")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step (global, over all processes)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="steps of linear learning-rate warm-up")
@@ -251,6 +254,7 @@ def run_train(args) -> None:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(preset=args.preset, attention=args.attention, vae=args.vae, objective=args.objective,
+                      shift=args.shift,
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       weight_decay=args.weight_decay, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
                       p_uncond=args.p_uncond, p_descriptive=args.p_descriptive, num_digits=tuple(args.num_digits),

@@ -243,18 +243,31 @@ class RectifiedFlow(Objective):
     The network predicts the velocity v = dx_t/dt = eps - x_0; sampling integrates dx/dt = v from
     t = 1 to t = 0 with Euler steps. Training times are logit-normal, t = sigmoid(n), n ~ N(m, s^2)
     (SD3, Esser et al. 2024), which spends more of the training on the hard middle of the path.
+
+    ``shift`` moves both the training times and the sampling grid towards noise,
+    t -> shift t / (1 + (shift - 1) t) (SD3's resolution shift): data with much redundancy (large,
+    mostly black video latents) keeps its layout visible until t is close to 1, so the model must
+    practise there and the sampler must take small steps there.
     """
 
     kind = "flow"
     target = "v"
 
-    def __init__(self, logit_mean: float = 0.0, logit_std: float = 1.0, timestep_sampling: str = "logit_normal"):
+    def __init__(self, logit_mean: float = 0.0, logit_std: float = 1.0, timestep_sampling: str = "logit_normal",
+                 shift: float = 1.0):
         if timestep_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"unknown timestep_sampling {timestep_sampling!r}; expected 'logit_normal' or 'uniform'")
+        if shift <= 0:
+            raise ValueError(f"shift must be positive, got {shift}")
         self.logit_mean, self.logit_std, self.timestep_sampling = logit_mean, logit_std, timestep_sampling
+        self.shift = shift
 
     def __repr__(self) -> str:
-        return f"RectifiedFlow(timestep_sampling={self.timestep_sampling!r})"
+        return f"RectifiedFlow(timestep_sampling={self.timestep_sampling!r}, shift={self.shift})"
+
+    def shifted(self, t: torch.Tensor) -> torch.Tensor:
+        """t -> shift t / (1 + (shift - 1) t): the identity for shift = 1; keeps 0 and 1 fixed."""
+        return self.shift * t / (1 + (self.shift - 1) * t)
 
     def time(self, t: torch.Tensor) -> torch.Tensor:
         """What the network sees for t in [0, 1]: 1000 t, the DDPM range."""
@@ -263,9 +276,9 @@ class RectifiedFlow(Objective):
     def sample_t(self, batch: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """t = sigmoid(n), n ~ N(m, s^2) (logit-normal), or t ~ U(0, 1)."""
         if self.timestep_sampling == "uniform":
-            return torch.rand(batch, device=device, generator=generator)
+            return self.shifted(torch.rand(batch, device=device, generator=generator))
         n = torch.randn(batch, device=device, generator=generator)
-        return torch.sigmoid(self.logit_mean + self.logit_std * n)
+        return self.shifted(torch.sigmoid(self.logit_mean + self.logit_std * n))
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = (1 - t) x_0 + t eps: a straight line from data to noise."""
@@ -277,10 +290,10 @@ class RectifiedFlow(Objective):
         return noise - x0
 
     def timesteps(self, steps: int) -> torch.Tensor:
-        """steps + 1 times from 1 (noise) to 0 (data), evenly spaced."""
+        """steps + 1 times from 1 (noise) to 0 (data), evenly spaced before the shift."""
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        return torch.linspace(1.0, 0.0, steps + 1)
+        return self.shifted(torch.linspace(1.0, 0.0, steps + 1))
 
     @torch.no_grad()
     def sample(self, model, shape: tuple[int, ...], cond: torch.Tensor, null: torch.Tensor | None = None,

@@ -15,7 +15,7 @@ import torch
 
 from .captions import expand_prompt
 from .checkpoint import load_checkpoint
-from .diffusion import make_objective
+from .diffusion import GaussianDiffusion, RectifiedFlow, make_objective
 from .digits import DATA_DIR
 from .dit import DiT, DiTConfig
 from .train_vae import load_vae
@@ -72,17 +72,27 @@ def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dic
     return model.to(device).eval(), dict(ckpt["train"])
 
 
+def objective_of(train: dict) -> GaussianDiffusion | RectifiedFlow:
+    """The objective a run trained with, from its saved settings (runs before ``shift`` existed used 1)."""
+    if train["objective"] == "flow":
+        return RectifiedFlow(shift=train.get("shift", 1.0))
+    return make_objective(train["objective"])
+
+
 @torch.no_grad()
-def generate(model: DiT, codec: VideoCodec, prompts: list[str], objective: str = "flow", guidance: float = 4.0,
+def generate(model: DiT, codec: VideoCodec, prompts: list[str], objective="flow", guidance: float = 4.0,
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
              width: int | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
-    """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size."""
+    """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
+
+    ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm".
+    """
     c = model.config
     shape = latent_shape(c, frames or c.frames, height or c.size, width or c.size)
     device = next(model.parameters()).device
     ids = model.tokenizer.batch(prompts).to(device)
-    obj = make_objective(objective)
-    sampler = sampler or {"ddpm": "ddim", "flow": "euler"}[objective]
+    obj = make_objective(objective) if isinstance(objective, str) else objective
+    sampler = sampler or {"ddpm": "ddim", "flow": "euler"}[obj.kind]
     generator = torch.Generator(device=device).manual_seed(seed)
     z = obj.sample(model, (len(prompts), *shape), ids, model.null_ids(len(prompts)).to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress)
@@ -94,5 +104,5 @@ def sample_from_checkpoint(ckpt: str | Path, prompts: list[str], expand: bool = 
     """Load a checkpoint and its VAE, expand the prompts if asked, and generate; returns (videos, prompts used)."""
     model, train = load_dit(ckpt, device)
     used = [expand_prompt(p, seed=i) if expand else p for i, p in enumerate(prompts)]
-    videos = generate(model, VideoCodec(model.config.vae, device), used, train["objective"], **kwargs)
+    videos = generate(model, VideoCodec(model.config.vae, device), used, objective_of(train), **kwargs)
     return videos, used

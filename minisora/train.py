@@ -29,11 +29,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
 from .data import MovingMNIST
-from .diffusion import make_objective
 from .digits import load_digits
 from .dit import DiT, flops_per_clip, get_preset, parameter_count
 from .optim import EMA, warmup_cosine
-from .sample import VideoCodec, generate
+from .sample import VideoCodec, generate, objective_of
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
@@ -45,6 +44,7 @@ class TrainConfig:
     attention: str = "full"
     vae: str = "frame"
     objective: str = "flow"
+    shift: float = 3.0  # rectified flow: train and sample nearer to noise (see diffusion.RectifiedFlow)
     steps: int = 3000
     batch_size: int = 16
     lr: float = 5e-4
@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         print(f"no checkpoint at {ckpt_path}: starting a new run")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     net = torch.compile(net) if cfg.compile else net
-    obj, codec = make_objective(cfg.objective), VideoCodec(cfg.vae, device)
+    obj, codec = objective_of(asdict(cfg)), VideoCodec(cfg.vae, device)
     data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size)
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     per_rank = cfg.batch_size // world
@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
 
 def write_samples(model: DiT, codec: VideoCodec, cfg: TrainConfig, path: Path, prompts=SAMPLE_PROMPTS) -> Path:
     """A GIF of the EMA model's samples for a few fixed prompts (guidance 4, ``sample_steps`` steps)."""
-    videos = generate(model, codec, list(prompts), cfg.objective, guidance=4.0, steps=cfg.sample_steps, seed=0)
+    videos = generate(model, codec, list(prompts), objective_of(asdict(cfg)), guidance=4.0, steps=cfg.sample_steps, seed=0)
     return save_gif(list(videos[:, 0].cpu()), path, ncols=len(prompts))
 
 
@@ -256,7 +256,7 @@ def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
     path = Path(path)
     save_checkpoint({"config": state["config"], "train": state["train"], "ema": state["ema"]}, path)
     model, train_config = load_dit(path)
-    agreement = digit_agreement(model, VideoCodec(model.config.vae), train_config["objective"])
+    agreement = digit_agreement(model, VideoCodec(model.config.vae), objective_of(train_config))
     write_manifest({**summary, "single_digit_agreement": {"value": agreement, "clips": 50, "guidance": 4.0,
                                                           "steps": 25, "seed": 0},
                     "weights_bytes": path.stat().st_size}, path.with_suffix(".json"))
