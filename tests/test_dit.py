@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minisora.dit import DiT, DiTBlock, PRESETS, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from minisora.dit import PRESETS, DiT, DiTBlock, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -10,7 +10,7 @@ import torch
 
 from minisora.cli import main
 from minisora.digits import DATA_DIR
-from minisora.sample import generate, latent_shape, load_dit, sample_from_checkpoint, VideoCodec
+from minisora.sample import VideoCodec, generate, latent_shape, load_dit, sample_from_checkpoint
 from minisora.train import TrainConfig, train
 
 QUICK = TrainConfig(preset="micro", steps=6, batch_size=4, log_every=1, ckpt_every=100, sample_every=0, sample_steps=2)
