@@ -32,6 +32,7 @@ TIME_SCALE = 1000  # the network's time input runs over [0, TIME_SCALE)
 TARGETS = ("eps", "x0", "v")
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = {"ddpm": ("ddpm", "ddim"), "flow": ("euler",)}
+FAST_SAMPLER = {"ddpm": "ddim", "flow": "euler"}  # what to sample with by default, in a few dozen steps
 
 
 # ----------------------------------------------------------------------------- guidance

@@ -46,6 +46,9 @@ class DiTConfig:
     mlp_ratio: float = 4.0
 
 
+# (temporal, spatial) downsampling of the space the model works in: each shipped VAE, or pixels
+VAE_FACTORS = {"frame": (1, 4), "spacetime": (2, 4), "none": (1, 1)}
+
 # name: (DiTConfig overrides, what it is for)
 PRESETS = {
     "micro": (dict(dim=32, depth=2, heads=2, text_dim=32, text_depth=1, patch=(2, 4, 4)), "unit tests, seconds"),
@@ -187,7 +190,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def tokens_per_clip(config: DiTConfig) -> tuple[int, int, int]:
     """The (t, h, w) patch grid of one training clip."""
-    spatial, temporal = {"frame": (4, 1), "spacetime": (4, 2), "none": (1, 1)}[config.vae]
+    temporal, spatial = VAE_FACTORS[config.vae]
     latent = (config.frames // temporal, config.size // spatial, config.size // spatial)
     return tuple(s // p for s, p in zip(latent, config.patch))
 

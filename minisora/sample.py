@@ -15,14 +15,13 @@ import torch
 
 from .captions import expand_prompt
 from .checkpoint import load_checkpoint
-from .diffusion import GaussianDiffusion, RectifiedFlow, make_objective
+from .diffusion import FAST_SAMPLER, GaussianDiffusion, RectifiedFlow, make_objective
 from .digits import DATA_DIR
-from .dit import DiT, DiTConfig
+from .dit import VAE_FACTORS, DiT, DiTConfig
 from .train_vae import load_vae
 from .vae import VAE
 
 DIT_PATH = DATA_DIR / "dit_tiny.pt"
-FACTORS = {"frame": (1, 4), "spacetime": (2, 4), "none": (1, 1)}  # (temporal, spatial) downsampling of each VAE
 
 
 class VideoCodec:
@@ -48,7 +47,7 @@ class VideoCodec:
 
 def latent_shape(config: DiTConfig, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     """The latent (C, T', H', W') of a clip, or an error saying which sizes this model can make."""
-    temporal, spatial = FACTORS[config.vae]
+    temporal, spatial = VAE_FACTORS[config.vae]
     pt, ph, pw = config.patch
     for name, size, step in (("frames", frames, temporal * pt), ("height", height, spatial * ph),
                              ("width", width, spatial * pw)):
@@ -92,7 +91,7 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str], objective="flow"
     device = next(model.parameters()).device
     ids = model.tokenizer.batch(prompts).to(device)
     obj = make_objective(objective) if isinstance(objective, str) else objective
-    sampler = sampler or {"ddpm": "ddim", "flow": "euler"}[obj.kind]
+    sampler = sampler or FAST_SAMPLER[obj.kind]
     generator = torch.Generator(device=device).manual_seed(seed)
     z = obj.sample(model, (len(prompts), *shape), ids, model.null_ids(len(prompts)).to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress)

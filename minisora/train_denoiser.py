@@ -17,14 +17,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
-from .diffusion import make_objective
+from .diffusion import FAST_SAMPLER, make_objective
 from .digits import DATA_DIR, load_digits
 from .evaluator import classify, load_evaluator, to_float_images
 from .optim import EMA, warmup_cosine
 from .unet import UNet, UNetConfig
 
 DENOISER_PATHS = {"ddpm": DATA_DIR / "denoiser_ddpm.pt", "flow": DATA_DIR / "denoiser_flow.pt"}
-SAMPLERS = {"ddpm": "ddim", "flow": "euler"}  # the fast sampler of each objective
 
 
 def digit_tensors(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +93,7 @@ def sample_digits(model: UNet, objective: str, labels: torch.Tensor, guidance: f
                   progress: bool = False) -> torch.Tensor:
     """Digits of the requested ``labels`` (N,) as (N, 28, 28) in [0, 1]."""
     obj = make_objective(objective)
-    sampler = sampler or SAMPLERS[objective]
+    sampler = sampler or FAST_SAMPLER[objective]
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     labels = labels.to(device)
@@ -138,7 +137,7 @@ def evaluate_denoiser(model: UNet, objective: str, per_class: int = 50, guidance
     few = torch.arange(10).repeat_interleave(compare_per_class)
     full_sampler, full_steps = ("ddpm", None) if objective == "ddpm" else ("euler", 250)
     result["compare"] = {"guidance": guidance, "samples": len(few)}
-    for name, sampler, steps in [(f"{SAMPLERS[objective]}_50", None, 50),
+    for name, sampler, steps in [(f"{FAST_SAMPLER[objective]}_50", None, 50),
                                  (f"{full_sampler}_{full_steps or 1000}", full_sampler, full_steps)]:
         start = time.perf_counter()
         images = sample_digits(model, objective, few, guidance, sampler, steps, seed=2, progress=progress)
