@@ -234,6 +234,11 @@ def add_train_command(subparsers) -> None:
                    help="share of clips captioned descriptively ('a 3 starts at the top ...') rather than '3'")
     p.add_argument("--num-digits", type=int, nargs="+", default=list(d.num_digits),
                    help="digits per clip; clips cycle through the values given")
+    p.add_argument("--p-known", type=float, default=d.p_known,
+                   help="share of clips given conditioning frames (a clean prefix, suffix or both ends), which "
+                        "teaches video prediction, extension and interpolation; 0: text-to-video only")
+    p.add_argument("--init", default=None,
+                   help="start from these weights (exported, or a run's ckpt.pt) instead of a random initialisation")
     p.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps between lines of log.jsonl")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
@@ -258,6 +263,7 @@ def run_train(args) -> None:
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       weight_decay=args.weight_decay, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
                       p_uncond=args.p_uncond, p_descriptive=args.p_descriptive, num_digits=tuple(args.num_digits),
+                      p_known=args.p_known, init=args.init,
                       seed=args.seed, device=args.device, out=args.out or f"runs/{args.preset}",
                       log_every=args.log_every, ckpt_every=args.ckpt_every, sample_every=args.sample_every,
                       sample_steps=args.sample_steps, compile=args.compile, stop_at=args.stop_at)

@@ -68,6 +68,37 @@ def _broadcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *([1] * (x.ndim - 1)))
 
 
+# ----------------------------------------------------------------------------- conditioning frames
+
+class KnownFrames:
+    """Conditioning frames by masks: ``KnownFrames(model, known, x0)`` is the model with some frames given.
+
+    For videos (B, C, T, H, W) and a mask ``known`` (B, T), every call puts the clean frames x0 back
+    into the known positions and gives them time 0 ("this frame is not noisy"), so the network sees
+    x_in = known ? x0 : x_t and time_in (B, T) = known ? 0 : time. The same trained network then does
+    text-to-video (nothing known), prediction and image-to-video (a prefix), extension backwards (a
+    suffix), interpolation and loops (both ends). Any sampler can use it; guidance doubles the batch,
+    which the mask follows.
+    """
+
+    def __init__(self, model, known: torch.Tensor, x0: torch.Tensor):
+        if known.dtype != torch.bool or known.shape != (x0.shape[0], x0.shape[2]):
+            raise ValueError(f"known must be a bool mask (B, T) = {(x0.shape[0], x0.shape[2])} for videos "
+                             f"{tuple(x0.shape)}, got {known.dtype} {tuple(known.shape)}")
+        self.model, self.known, self.x0 = model, known, x0
+
+    def __call__(self, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        copies = len(x) // len(self.x0)  # 2 under classifier-free guidance
+        known = self.known.repeat(copies, 1)  # (B', T)
+        x = torch.where(known[:, None, :, None, None], self.x0.repeat(copies, 1, 1, 1, 1), x)
+        time = time[:, None].expand(known.shape).masked_fill(known, 0.0)  # (B', T): 0 = clean
+        return self.model(x, time, cond)
+
+    def fill(self, x: torch.Tensor) -> torch.Tensor:
+        """The known frames put back into a finished sample."""
+        return torch.where(self.known[:, None, :, None, None], self.x0, x)
+
+
 # ----------------------------------------------------------------------------- schedules
 
 def linear_betas(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:
@@ -90,14 +121,25 @@ class Objective:
     """What both objectives share: the loss. Subclasses define ``sample_t``, ``q_sample``, ``target_from``, ``time``."""
 
     def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+             t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+             known: torch.Tensor | None = None) -> torch.Tensor:
         """L = E_{t, eps} || target - model(x_t, time(t), c) ||^2: DDPM's "simple" loss for the eps target,
         conditional flow matching for the velocity. ``t`` and ``noise`` may be given (data-parallel training
-        draws them for the whole batch)."""
+        draws them for the whole batch).
+
+        ``known`` (B, T) marks conditioning frames of videos (B, C, T, H, W): they stay clean with time 0
+        (see :class:`KnownFrames`) and the loss is averaged over each clip's other frames, then over clips
+        (so a slice of the batch gives a slice of the mean: data-parallel training stays exact).
+        """
         t = self.sample_t(len(x0), x0.device, generator) if t is None else t
         noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
-        x_t = self.q_sample(x0, t, noise)
-        return F.mse_loss(model(x_t, self.time(t), cond), self.target_from(x0, noise, t))
+        x_t, target = self.q_sample(x0, t, noise), self.target_from(x0, noise, t)
+        if known is None:
+            return F.mse_loss(model(x_t, self.time(t), cond), target)
+        error = (KnownFrames(model, known, x0)(x_t, self.time(t), cond) - target) ** 2  # (B, C, T, H, W)
+        weight = (~known)[:, None, :, None, None].expand_as(error).flatten(1)  # (B, C*T*H*W): 1 where generated
+        per_clip = (error.flatten(1) * weight).sum(1) / weight.sum(1).clamp(min=1)  # (B,)
+        return per_clip.mean()
 
 
 # ----------------------------------------------------------------------------- DDPM / DDIM

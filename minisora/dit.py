@@ -1,7 +1,7 @@
 """The spacetime Diffusion Transformer (DiT, Peebles & Xie 2023, arXiv 2212.09748) for video.
 
     tokens   x = TubeletEmbed(z_t) + PE_3D(t, h, w)              z_t: (B, C, T, H, W) noisy latent video
-    cond     c = TimestepEmbedding(time) + pooled text            (B, D)
+    cond     c = TimestepEmbedding(time) + pooled text            (B, D), or (B, t, D) with a time per frame
     block    x = x + gate_1 * SelfAttn(modulate(LN(x), shift_1, scale_1))     adaLN-Zero
              x = x + CrossAttn(LN(x), text tokens)                             text conditioning
              x = x + gate_2 * MLP(modulate(LN(x), shift_2, scale_2))
@@ -11,6 +11,9 @@ Self-attention is ``full`` (every token sees every token of its clip) or ``facto
 alternate between *spatial* attention (tokens of one frame) and *temporal* attention (tokens at one
 position across frames), as in Latte and Open-Sora. Positions are fixed 3D sin-cos, so the grid
 can change between training and sampling. Attention never crosses clips: a batch is a batch.
+
+The time is one per clip (B,), or one per latent frame (B, T): conditioning frames are given with
+time 0 (see ``diffusion.KnownFrames``), and each frame of tubelets is modulated by its own time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from .diffusion import TimestepEmbedding
@@ -73,8 +76,15 @@ def block_modes(config: DiTConfig) -> list[str]:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: LN(x) (1 + scale) + shift, with one (shift, scale) per clip: x (B, N, D), shift/scale (B, D)."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """adaLN: LN(x) (1 + scale) + shift; x (B, N, D), shift/scale per clip (B, 1, D) or per token (B, N, D)."""
+    return x * (1 + scale) + shift
+
+
+def per_token(values: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Modulations per clip (B, K) -> (B, 1, K); per frame of tubelets (B, t, K) -> per token (B, t*h*w, K)."""
+    if values.ndim == 2:
+        return values[:, None]
+    return repeat(values, "b t k -> b (t hw) k", hw=grid[1] * grid[2])
 
 
 class CrossAttention(nn.Module):
@@ -118,10 +128,10 @@ class DiTBlock(nn.Module):
         return rearrange(self.attn(x), "(b hw) t d -> b (t hw) d", hw=h * w)
 
     def forward(self, x, c, text, words, grid):
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=1)  # (B, D) each
-        x = x + gate1[:, None] * self.self_attention(modulate(self.norm1(x), shift1, scale1), grid)
+        shift1, scale1, gate1, shift2, scale2, gate2 = per_token(self.adaLN(c), grid).chunk(6, dim=-1)  # (B, 1|N, D)
+        x = x + gate1 * self.self_attention(modulate(self.norm1(x), shift1, scale1), grid)
         x = x + self.cross(self.norm_cross(x), text, words)
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
 class FinalLayer(nn.Module):
@@ -136,8 +146,8 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN(c).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        shift, scale = per_token(self.adaLN(c), grid).chunk(2, dim=-1)  # (B, 1|N, D) each
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -174,14 +184,22 @@ class DiT(nn.Module):
         return tuple(s // p for s, p in zip(x.shape[2:], c.patch))
 
     def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L)."""
         grid = self.check(x)
         text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
-        c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
+        if time.ndim == 2:
+            if time.shape != x.shape[:1] + x.shape[2:3]:
+                raise ValueError(f"expected one time per clip (B,) or per frame (B, T) = {tuple(x.shape[:1] + x.shape[2:3])}, "
+                                 f"got {tuple(time.shape)}")
+            time = time[:, :: self.config.patch[0]]  # (B, t): one time per frame of tubelets
+            c = self.time(time.flatten()).unflatten(0, time.shape) + self.text_pool(pooled)[:, None]  # (B, t, D)
+        else:
+            c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
         tokens, _ = self.embed(x)  # (B, t*h*w, D)
         tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
         for block in self.blocks:
             tokens = block(tokens, c, text, words, grid)
-        return unpatchify(self.final(tokens, c), grid, self.config.patch)  # (B, C, T, H, W)
+        return unpatchify(self.final(tokens, c, grid), grid, self.config.patch)  # (B, C, T, H, W)
 
 
 def parameter_count(model: nn.Module) -> int:

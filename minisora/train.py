@@ -2,8 +2,9 @@
 
 One step: take the next clips of train digits (clip ``i`` of the run is always the same clip),
 caption each one (short "3 and 7" or descriptive, chosen per clip), encode the videos to latents
-with the frozen VAE, replace a share of captions by the null prompt (for guidance), and minimise
-the DDPM or rectified-flow loss from ``diffusion.py``. AdamW with warm-up and cosine decay,
+with the frozen VAE, replace a share of captions by the null prompt (for guidance), give a share of
+clips conditioning frames (a prefix, a suffix or both ends, kept clean: see ``diffusion.KnownFrames``)
+and minimise the DDPM or rectified-flow loss from ``diffusion.py`` on the other frames. AdamW with warm-up and cosine decay,
 gradient clipping, an EMA of the weights for sampling.
 
 Everything random is drawn from one seeded generator for the **global** batch, and each process
@@ -32,7 +33,7 @@ from .data import MovingMNIST
 from .digits import load_digits
 from .dit import DiT, flops_per_clip, get_preset, parameter_count
 from .optim import EMA, warmup_cosine
-from .sample import VideoCodec, generate, objective_of
+from .sample import VideoCodec, generate, load_dit, objective_of
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
@@ -54,6 +55,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1
     p_descriptive: float = 0.5
+    p_known: float = 0.25  # share of clips with conditioning frames (prediction, extension, interpolation)
     num_digits: tuple[int, ...] = (1, 2)
     seed: int = 0
     device: str = "cpu"
@@ -64,6 +66,7 @@ class TrainConfig:
     sample_steps: int = 25
     compile: bool = False
     stop_at: int | None = None
+    init: str | None = None  # start from these weights (exported or a run's ckpt.pt) instead of at random
 
 
 class TrainingClips:
@@ -93,11 +96,32 @@ def distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def draw_known(batch: int, tubelets: int, tubelet: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Conditioning frames for a batch, (batch, tubelets * tubelet) bool, in whole frames of tubelets.
+
+    A share ``p`` of clips gets k in 1..tubelets-1 known frames of tubelets, as a prefix (prediction,
+    image-to-video), a suffix (extension backwards) or split between both ends (interpolation, loops).
+    """
+    used = torch.rand(batch, generator=generator) < p
+    kind = torch.randint(3, (batch,), generator=generator)[:, None]  # 0 prefix, 1 suffix, 2 both ends
+    k = torch.randint(1, tubelets, (batch,), generator=generator)[:, None]
+    i = torch.arange(tubelets)[None]  # (1, tubelets)
+    head = torch.where(kind == 2, (k + 1) // 2, torch.where(kind == 0, k, 0))  # known frames at the start
+    tail = k - head  # and at the end
+    known = (i < head) | (i >= tubelets - tail)
+    return (known & used[:, None]).repeat_interleave(tubelet, dim=1)
+
+
 def build(cfg: TrainConfig, device: torch.device):
-    """Model, EMA, optimiser and schedule for a config (seeded)."""
+    """Model, EMA, optimiser and schedule for a config (seeded; weights from ``cfg.init`` if given)."""
     torch.manual_seed(cfg.seed)
     model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae,
                            in_channels=1 if cfg.vae == "none" else 4)).to(device)
+    if cfg.init:
+        start, _ = load_dit(cfg.init, device)
+        if start.config != model.config:
+            raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
+        model.load_state_dict(start.state_dict())
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return model, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
@@ -148,7 +172,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     obj, codec = objective_of(asdict(cfg)), VideoCodec(cfg.vae, device)
     data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size)
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    per_rank = cfg.batch_size // world
+    per_rank, pt = cfg.batch_size // world, model.config.patch[0]
     mine = slice(rank * per_rank, (rank + 1) * per_rank)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -167,9 +191,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         drop = (torch.rand(cfg.batch_size, generator=generator) < cfg.p_uncond)[mine]
         z = codec.encode(videos.to(device))  # (b, C, T', H', W')
         noise = torch.randn((cfg.batch_size, *z.shape[1:]), generator=generator)[mine]
+        known = draw_known(cfg.batch_size, z.shape[2] // pt, pt, cfg.p_known, generator)[mine] if cfg.p_known else None
         ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids).to(device)
         with autocast:
-            loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device))
+            loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device),
+                            known=None if known is None else known.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
