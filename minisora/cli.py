@@ -314,6 +314,42 @@ def run_sample(args) -> None:
     print(f"wrote {len(used)} clip(s) of {videos.shape[2]} frames at {videos.shape[3]}x{videos.shape[4]} to {path}")
 
 
+def add_eval_command(subparsers) -> None:
+    from .sample import DIT_PATH
+
+    p = subparsers.add_parser(
+        "eval", help="evaluate a text-to-video DiT: digits, physics, 10 -> 10 prediction, Frechet distance",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate clips for one-digit prompts ('0'..'9') and two-digit prompts ('3 and 7'), read their "
+                    "digits with the shipped evaluator, track the digits (physics probe), predict the last 10 frames "
+                    "of standard test clips from their first 10, and compare with real clips of test digits measured "
+                    "the same way. Prints one table and writes it all as JSON.")
+    p.add_argument("--ckpt", default=str(DIT_PATH), help="exported weights or a run's ckpt.pt (its EMA weights)")
+    p.add_argument("--clips", type=int, default=100, help="generated clips per prompt kind (one digit, two digits)")
+    p.add_argument("--prediction-clips", type=int, default=1000,
+                   help="test clips for 10 -> 10 prediction (the standard set has 10000; 0: skip)")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale for text-to-video")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps for text-to-video")
+    p.add_argument("--prediction-steps", type=int, default=25, help="sampler steps for prediction")
+    p.add_argument("--batch", type=int, default=50, help="clips generated at once")
+    p.add_argument("--seed", type=int, default=0, help="seed of prompts, noise and the real reference clips")
+    p.add_argument("--out", default="outputs/eval.json", help="JSON file for the results")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args) -> None:
+    from .evaluate import evaluate, format_table, write_result
+
+    result = evaluate(args.ckpt, clips=args.clips, prediction_clips=args.prediction_clips, guidance=args.guidance,
+                      steps=args.steps, prediction_steps=args.prediction_steps, batch=args.batch, seed=args.seed,
+                      device=args.device, progress=not args.quiet)
+    result["command"] = args.command
+    print(format_table(result))
+    print(f"wrote {write_result(result, args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minisora", description="minisora: build a Sora-style video generator on Moving MNIST.")
@@ -324,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_denoiser_command(subparsers)
     add_train_command(subparsers)
     add_sample_command(subparsers)
+    add_eval_command(subparsers)
     add_bench_command(subparsers)
     return parser
 

@@ -181,18 +181,33 @@ def classify_video(model: ViT, video, num_digits: int) -> tuple[np.ndarray, np.n
     return labels.reshape(crops.shape[:2]), corners
 
 
+def read_clip(model: ViT, video, num_digits: int) -> list[tuple[int, ...]]:
+    """What the evaluator reads in a (T, H, W) video: the sorted labels of its ``num_digits`` digits, per frame.
+
+    With several digits, only frames where their windows do not overlap are read: when digits overlap,
+    neither the windows nor a person can tell them apart. The list is empty if they never separate.
+    """
+    per_frame, corners = classify_video(model, np.asarray(video), num_digits)  # (T, K), (T, K, 2)
+    gap = np.abs(corners[:, :, None] - corners[:, None]).max(-1) + np.eye(num_digits, dtype=np.int64) * DIGIT
+    apart = (gap >= DIGIT).all((1, 2))  # (T,)
+    return [tuple(sorted(labels)) for labels in per_frame[apart].tolist()]
+
+
+def majority(readings: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The most common reading of a clip's frames (ties: the smallest)."""
+    return max(sorted(set(readings)), key=readings.count)
+
+
 def prompt_agreement(model: ViT, videos, prompt_labels: list[list[int]]) -> float:
     """Share of clips whose digits, read by the evaluator, are the prompt's digits.
 
-    Each frame is read (as many digits as the prompt names); a clip's reading is the most common
-    sorted tuple of labels over its frames; it agrees when that equals the prompt's sorted digits.
+    Each frame is read (as many digits as the prompt names; see :func:`read_clip`); a clip's reading is
+    the most common sorted tuple of labels over its frames; it agrees when that equals the prompt's
+    sorted digits (a clip whose digits never separate does not agree).
     ``videos`` is (N, T, H, W) in [0, 1] (or uint8).
     """
     if len(videos) != len(prompt_labels):
         raise ValueError(f"expected one list of labels per clip ({len(videos)}), got {len(prompt_labels)}")
-    agree = 0
-    for video, wanted in zip(videos, prompt_labels):
-        per_frame, _ = classify_video(model, np.asarray(video), len(wanted))  # (T, K)
-        readings = [tuple(sorted(labels)) for labels in per_frame.tolist()]
-        agree += max(set(readings), key=readings.count) == tuple(sorted(wanted))
+    readings = [read_clip(model, video, len(wanted)) for video, wanted in zip(videos, prompt_labels)]
+    agree = sum(bool(r) and majority(r) == tuple(sorted(wanted)) for r, wanted in zip(readings, prompt_labels))
     return agree / len(videos)

@@ -15,7 +15,7 @@ import torch
 
 from .captions import expand_prompt
 from .checkpoint import load_checkpoint
-from .diffusion import FAST_SAMPLER, GaussianDiffusion, RectifiedFlow, make_objective
+from .diffusion import FAST_SAMPLER, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
 from .digits import DATA_DIR
 from .dit import VAE_FACTORS, DiT, DiTConfig
 from .train_vae import load_vae
@@ -58,6 +58,24 @@ def latent_shape(config: DiTConfig, frames: int, height: int, width: int) -> tup
     return config.in_channels, frames // temporal, height // spatial, width // spatial
 
 
+def latent_known(config: DiTConfig, known: torch.Tensor) -> torch.Tensor:
+    """A mask of given pixel frames (B, T) -> the mask of given latent frames (B, T'), or a clear error.
+
+    The DiT gives one time to each frame of tubelets (``temporal x patch[0]`` pixel frames), so given
+    frames must come in whole groups of that many.
+    """
+    temporal, pt = VAE_FACTORS[config.vae][0], config.patch[0]
+    group = temporal * pt
+    if known.ndim != 2 or known.shape[1] % group:
+        raise ValueError(f"expected a frame mask (B, T) with T a multiple of {group}, got {tuple(known.shape)}")
+    groups = known.unflatten(1, (-1, group))  # (B, T / group, group)
+    if (groups.any(-1) != groups.all(-1)).any():
+        raise ValueError(f"given frames must come in whole groups of {group} frames (the {config.vae} VAE and the "
+                         f"patch {config.patch}): frames 0-{group - 1}, {group}-{2 * group - 1}, ...; got "
+                         f"{[torch.nonzero(row).flatten().tolist() for row in known][:4]}")
+    return groups[..., 0].repeat_interleave(pt, dim=1)  # (B, T')
+
+
 def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dict]:
     """A DiT from a run's ``ckpt.pt`` (EMA weights) or exported weights; returns (model, training settings)."""
     ckpt = load_checkpoint(path, map_location=device, kind="DiT")
@@ -79,23 +97,37 @@ def objective_of(train: dict) -> GaussianDiffusion | RectifiedFlow:
 
 
 @torch.no_grad()
-def generate(model: DiT, codec: VideoCodec, prompts: list[str], objective="flow", guidance: float = 4.0,
+def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective="flow", guidance: float = 4.0,
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
-             width: int | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
+             width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
+             known: torch.Tensor | None = None) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
-    ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm".
+    ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
+    ``None`` is the null prompt (no text). With ``context`` videos (B, 1, T, H, W) and a frame mask
+    ``known`` (T,) or (B, T), the known frames are given (conditioning frames by masks: prediction,
+    image-to-video, extension, interpolation) and the model generates the rest.
     """
     c = model.config
+    if context is not None:
+        frames, height, width = context.shape[2:]
     shape = latent_shape(c, frames or c.frames, height or c.size, width or c.size)
     device = next(model.parameters()).device
-    ids = model.tokenizer.batch(prompts).to(device)
+    null = model.null_ids(len(prompts))  # (B, L)
+    ids = torch.stack([null[i] if p is None else model.tokenizer.encode(p) for i, p in enumerate(prompts)])
     obj = make_objective(objective) if isinstance(objective, str) else objective
     sampler = sampler or FAST_SAMPLER[obj.kind]
     generator = torch.Generator(device=device).manual_seed(seed)
-    z = obj.sample(model, (len(prompts), *shape), ids, model.null_ids(len(prompts)).to(device), guidance,
+    net = model
+    if context is not None:
+        if known is None or context.shape[:2] != (len(prompts), 1):
+            raise ValueError(f"context needs videos (B={len(prompts)}, 1, T, H, W) and a frame mask known, got "
+                             f"{tuple(context.shape)} and {None if known is None else tuple(known.shape)}")
+        known = known.expand(len(prompts), -1) if known.ndim == 1 else known
+        net = KnownFrames(model, latent_known(c, known.bool()).to(device), codec.encode(context.to(device)))
+    z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress)
-    return codec.decode(z)
+    return codec.decode(net.fill(z) if context is not None else z)
 
 
 def sample_from_checkpoint(ckpt: str | Path, prompts: list[str], expand: bool = False, device: str = "cpu",

@@ -1,11 +1,11 @@
-"""PSNR and SSIM against their definitions and known values."""
+"""Frame metrics (OpenSTL MSE/MAE, PSNR, SSIM), MMD and the Frechet distance against their definitions."""
 
 import math
 
 import pytest
 import torch
 
-from minisora.metrics import psnr, ssim
+from minisora.metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 
 
 def test_psnr_matches_its_definition():
@@ -49,3 +49,22 @@ def test_mmd_is_small_for_the_same_distribution_and_large_otherwise():
     assert mmd(a, b, 0.5) < 0.05 < 0.1 < mmd(a, shifted, 0.5)  # measured: 0.031 and 0.124
     with pytest.raises(ValueError, match="samples"):
         mmd(a, torch.randn(10, 3))
+
+
+def test_openstl_mse_and_mae_sum_over_the_pixels_of_a_frame():
+    x, y = torch.zeros(2, 10, 64, 64), torch.zeros(2, 10, 64, 64)
+    y[..., :8, :] = 0.5  # 8 rows of 64 pixels off by 0.5 in every frame
+    assert mse_per_frame(x, y).item() == pytest.approx(8 * 64 * 0.25)
+    assert mae_per_frame(x, y).item() == pytest.approx(8 * 64 * 0.5)
+    with pytest.raises(ValueError, match="same shape"):
+        mse_per_frame(x, y[:1])
+
+
+def test_frechet_distance_of_gaussians_matches_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20000, 4, generator=g), torch.randn(20000, 4, generator=g)
+    assert frechet_distance(a, b) < 0.01
+    # N(0, I) vs N(1, 4I) in 4 dims: |mu|^2 = 4, tr(I + 4I - 2 * 2I) = 4
+    assert frechet_distance(a, 2 * b + 1) == pytest.approx(8.0, rel=0.03)
+    with pytest.raises(ValueError, match="feature sets"):
+        frechet_distance(a, b[:, :3])
