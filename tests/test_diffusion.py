@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minisora.diffusion import GaussianDiffusion, RectifiedFlow, TimestepEmbedding, guided, make_objective
+from minisora.diffusion import GaussianDiffusion, KnownFrames, RectifiedFlow, TimestepEmbedding, guided, make_objective
 from minisora.optim import EMA, warmup_cosine
 from minisora.unet import UNet, UNetConfig
 
@@ -216,3 +216,43 @@ def test_denoiser_checkpoint_errors(tmp_path):
         load_denoiser(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="not a denoiser checkpoint"):
         load_denoiser(DATA_DIR / "vae_frame.pt")
+
+
+class Recorder(torch.nn.Module):
+    """A video 'network' that remembers what it was given and predicts x_t + time (per frame)."""
+
+    def forward(self, x, time, cond):
+        self.x, self.time = x, time
+        return x + time[:, None, :, None, None]
+
+
+def test_known_frames_stay_clean_with_time_0_and_the_loss_ignores_them():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 2, 6, 4, 4, generator=g)
+    known = torch.tensor([[True, True, False, False, False, False], [False] * 6, [False, False, False, False, True, True]])
+    net, flow = Recorder(), RectifiedFlow()
+    t = torch.tensor([0.3, 0.6, 0.9])
+    noise = torch.randn(x0.shape, generator=g)
+    loss = flow.loss(net, x0, torch.zeros(3), t=t, noise=noise, known=known)
+    frames = known[:, None, :, None, None].expand_as(x0)
+    assert torch.equal(net.x[frames], x0[frames])  # known frames: the clean data
+    assert torch.equal(net.x[~frames], flow.q_sample(x0, t, noise)[~frames])  # the others: noised
+    assert torch.equal(net.time, (flow.time(t)[:, None] * ~known))  # time 0 where known
+    # the loss is the mean over each clip's unknown frames, then over clips
+    error = (net.x + net.time[:, None, :, None, None] - (noise - x0)) ** 2
+    per_clip = torch.stack([error[i][:, ~known[i]].mean() for i in range(3)])
+    torch.testing.assert_close(loss, per_clip.mean())
+    with pytest.raises(ValueError, match="bool mask"):
+        KnownFrames(net, known[:, :4], x0)
+
+
+def test_sampling_with_known_frames_keeps_them_and_guidance_doubles_the_mask():
+    x0 = torch.randn(2, 1, 4, 3, 3)
+    known = torch.tensor([[True, False, False, False], [False, False, True, True]])
+    net = KnownFrames(Recorder(), known, x0)
+    flow = RectifiedFlow()
+    out = flow.sample(net, x0.shape, torch.zeros(2), torch.ones(2), guidance=3.0, steps=4)
+    assert net.model.x.shape[0] == 4 and torch.equal(net.model.time[2:], net.model.time[:2])  # (cond, null)
+    filled = net.fill(out)
+    frames = known[:, None, :, None, None].expand_as(x0)
+    assert torch.equal(filled[frames], x0[frames]) and torch.equal(filled[~frames], out[~frames])

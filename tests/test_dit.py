@@ -102,3 +102,20 @@ def test_training_speed_benchmark_runs():
     (row,) = result["rows"]
     assert row["preset"] == "micro" and row["steps_per_s"] > 0 and row["tflop_per_s"] > 0
     assert "micro" in format_train(result)
+
+
+def test_a_time_per_frame_modulates_each_frame_of_tubelets():
+    torch.manual_seed(0)
+    model = DiT(get_preset("micro")).eval()
+    for p in model.parameters():  # leave adaLN-Zero's zeros: every path must carry signal
+        torch.nn.init.normal_(p, std=0.1)
+    x, ids = torch.randn(2, 4, 8, 16, 16), model.null_ids(2)
+    time = torch.tensor([300.0, 700.0])
+    same = model(x, time[:, None].expand(2, 8), ids)
+    torch.testing.assert_close(same, model(x, time, ids))  # one time per frame, all equal == one per clip
+    per_frame = time[:, None].expand(2, 8).clone()
+    per_frame[:, :2] = 0  # the first frame of tubelets (2 latent frames) is given
+    out = model(x, per_frame, ids)
+    assert not torch.allclose(out, same)
+    with pytest.raises(ValueError, match=r"one time per clip \(B,\) or per frame \(B, T\) = \(2, 8\)"):
+        model(x, torch.zeros(2, 5), ids)

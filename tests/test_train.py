@@ -10,8 +10,8 @@ import torch
 
 from minisora.cli import main
 from minisora.digits import DATA_DIR
-from minisora.sample import VideoCodec, generate, latent_shape, load_dit, sample_from_checkpoint
-from minisora.train import TrainConfig, train
+from minisora.sample import VideoCodec, generate, latent_known, latent_shape, load_dit, sample_from_checkpoint
+from minisora.train import TrainConfig, build, draw_known, train
 
 QUICK = TrainConfig(preset="micro", steps=6, batch_size=4, log_every=1, ckpt_every=100, sample_every=0, sample_steps=2)
 
@@ -107,3 +107,37 @@ def test_the_ddpm_objective_trains_and_samples_too(tmp_path):
     train(replace(QUICK, out=str(tmp_path), steps=2, objective="ddpm"), progress=False)
     videos, _ = sample_from_checkpoint(tmp_path / "ckpt.pt", ["3 and 7"], steps=2, frames=4)
     assert videos.shape == (1, 1, 4, 64, 64) and torch.isfinite(videos).all()
+
+
+def test_conditioning_masks_come_in_whole_tubelets_and_all_kinds():
+    g = torch.Generator().manual_seed(0)
+    known = draw_known(4000, 10, 2, 0.25, g)  # (4000, 20)
+    assert known.shape == (4000, 20) and torch.equal(known[:, ::2], known[:, 1::2])  # whole tubelets
+    used = known.any(1)
+    assert abs(used.float().mean().item() - 0.25) < 0.03
+    assert not known.all(1).any()  # something is always left to generate
+    first, last = known[used, 0], known[used, -1]
+    assert (first & ~last).any() and (~first & last).any() and (first & last).any()  # prefix, suffix, both ends
+    assert not draw_known(10, 10, 2, 0.0, g).any()
+
+
+def test_init_starts_from_given_weights(tmp_path):
+    train(replace(QUICK, out=str(tmp_path / "a"), steps=2), progress=False)
+    start = weights(tmp_path / "a" / "ckpt.pt")["ema"]
+    model, *_ = build(replace(QUICK, init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())
+    with pytest.raises(ValueError, match="holds a different model"):
+        build(replace(QUICK, preset="tiny", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
+
+
+def test_given_frames_must_be_whole_tubelets_and_are_kept(tmp_path):
+    train(replace(QUICK, out=str(tmp_path), steps=1), progress=False)
+    model, _ = load_dit(tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="whole groups of 2 frames"):
+        latent_known(model.config, (torch.arange(8) < 3)[None])
+    assert latent_known(model.config, (torch.arange(8) < 4)[None]).tolist() == [[True] * 4 + [False] * 4]
+    codec = VideoCodec("frame")
+    context = torch.rand(2, 1, 8, 64, 64)
+    out = generate(model, codec, [None, "3"], steps=2, context=context, known=torch.arange(8) < 4)
+    kept = codec.decode(codec.encode(context))  # given frames come back through the VAE
+    torch.testing.assert_close(out[:, :, :4], kept[:, :, :4])

@@ -1,0 +1,94 @@
+"""The evaluation: every score is checked on real clips first, then on broken ones, then end to end."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from minisora.cli import main
+from minisora.data import standard_test_set
+from minisora.evaluate import clip_features, digit_scores, prompts_for, real_clips, video_prediction
+from minisora.evaluator import load_evaluator
+from minisora.metrics import frechet_distance, mse_per_frame
+from minisora.sample import VideoCodec, load_dit, objective_of
+from minisora.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return load_evaluator()
+
+
+@pytest.fixture(scope="module")
+def one_digit():
+    return real_clips(60, 1, seed=5)
+
+
+def test_prompts_cycle_the_digits_and_name_pairs():
+    prompts, labels = prompts_for(20, 1)
+    assert prompts[:11] == [str(i) for i in range(10)] + ["0"] and labels[3] == [3]
+    prompts, labels = prompts_for(5, 2, seed=1)
+    assert all(p == f"{a} and {b}" for p, (a, b) in zip(prompts, labels))
+
+
+def test_real_clips_score_as_real_and_wrong_prompts_do_not(evaluator, one_digit):
+    videos, labels = one_digit
+    real = digit_scores(evaluator, videos, labels)
+    assert real["readable"] == 1.0 and real["alignment"] >= 0.95 and real["identity"] >= 0.95
+    wrong = digit_scores(evaluator, videos, [[(d + 1) % 10] for (d,) in labels])
+    assert wrong["alignment"] <= 0.1 and wrong["identity"] >= 0.95  # same clips: still one digit throughout
+    noise = torch.rand(videos.shape, generator=torch.Generator().manual_seed(0))
+    assert digit_scores(evaluator, noise, labels)["alignment"] <= 0.3
+
+
+def test_two_digit_clips_are_read_where_the_digits_are_apart(evaluator):
+    videos, labels = real_clips(40, 2, seed=5)
+    s = digit_scores(evaluator, videos, labels)
+    assert s["readable"] >= 0.4 and s["alignment"] >= 0.9
+    assert digit_scores(evaluator, videos, [[(a + 1) % 10, b] for a, b in labels])["alignment"] <= 0.2
+
+
+def test_frechet_distance_on_evaluator_features(evaluator, one_digit):
+    videos, _ = one_digit
+    other, _ = real_clips(60, 1, seed=6)
+    real = clip_features(evaluator, videos)
+    assert real.shape == (60, 96)
+    same = frechet_distance(clip_features(evaluator, other), real)
+    blurred = torch.nn.functional.avg_pool2d(videos, 5, stride=1, padding=2)  # digits smeared into blobs
+    noise = torch.rand(videos.shape, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(clip_features(evaluator, blurred), real) > 3 * same
+    assert frechet_distance(clip_features(evaluator, noise), real) > 3 * same
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("micro")
+    train(replace(TrainConfig(preset="micro", steps=2, batch_size=2, sample_every=0), out=str(run)), progress=False)
+    return run / "ckpt.pt"
+
+
+def test_prediction_scores_average_over_clips_and_copy_the_last_frame(micro_run):
+    model, settings = load_dit(micro_run)
+    result = video_prediction(model, VideoCodec("frame"), objective_of(settings), num_clips=5, steps=1, batch=3,
+                              seed=0, progress=False)
+    truth = torch.stack([standard_test_set()[i]["video"][0] for i in range(5)])  # (5, 20, 64, 64)
+    copy = truth[:, 9:10].expand(-1, 10, -1, -1)
+    assert result["clips"] == 5
+    assert result["copy_last_frame"]["mse"] == pytest.approx(float(mse_per_frame(copy, truth[:, 10:])), rel=1e-5)
+    assert set(result["model"]) == {"mse", "mae", "ssim", "psnr"}
+
+
+def test_eval_command_prints_the_table_and_writes_json(micro_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    main(["eval", "--ckpt", str(micro_run), "--clips", "3", "--prediction-clips", "2", "--steps", "1",
+          "--prediction-steps", "1", "--batch", "2", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert "| text alignment" in printed and "| model |" in printed and "copy last frame" in printed
+    result = json.loads(out.read_text())
+    assert {"one_digit", "two_digits", "frechet", "prediction", "settings", "command"} <= set(result)
+    assert result["one_digit"]["real"]["alignment"] == 1.0  # 3 real test clips: read right
+    assert np.isfinite(result["frechet"]["generated_vs_real"])
+    with pytest.raises(SystemExit):
+        main(["eval", "--ckpt", str(tmp_path / "missing.pt")])
