@@ -334,13 +334,15 @@ def add_eval_command(subparsers) -> None:
     p.add_argument("--batch", type=int, default=50, help="clips generated at once")
     p.add_argument("--seed", type=int, default=0, help="seed of prompts, noise and the real reference clips")
     p.add_argument("--out", default="outputs/eval.json", help="JSON file for the results")
+    p.add_argument("--manifest", action="store_true",
+                   help="also record the results under 'eval' in the weights' manifest (CKPT with .json)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_eval)
 
 
 def run_eval(args) -> None:
-    from .evaluate import evaluate, format_table, write_result
+    from .evaluate import evaluate, format_table, record_in_manifest, write_result
 
     result = evaluate(args.ckpt, clips=args.clips, prediction_clips=args.prediction_clips, guidance=args.guidance,
                       steps=args.steps, prediction_steps=args.prediction_steps, batch=args.batch, seed=args.seed,
@@ -348,6 +350,8 @@ def run_eval(args) -> None:
     result["command"] = args.command
     print(format_table(result))
     print(f"wrote {write_result(result, args.out)}")
+    if args.manifest:
+        print(f"recorded in {record_in_manifest(result, args.ckpt)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import code_version, device_name, write_manifest
 from .data import MovingMNIST, standard_test_set
 from .evaluator import DIGIT, crop_digits, load_evaluator, majority, read_clip
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
@@ -124,6 +126,7 @@ def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, g
     """The whole evaluation of a DiT checkpoint, as a dict (what ``eval`` prints and writes)."""
     if clips < 2 or prediction_clips < 0:
         raise ValueError(f"clips must be at least 2 and prediction_clips at least 0, got {clips}, {prediction_clips}")
+    started = time.perf_counter()
     model, train = load_dit(ckpt, device)
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train), load_evaluator()
     result = {"checkpoint": str(ckpt), "settings": dict(clips=clips, prediction_clips=prediction_clips,
@@ -145,6 +148,8 @@ def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, g
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, prediction_steps,
                                                 batch, seed, progress)
+    result.update(code_version=code_version(), device=device_name(device),
+                  wall_time_s=round(time.perf_counter() - started, 1))
     return result
 
 
@@ -184,5 +189,14 @@ def format_table(result: dict) -> str:
 def write_result(result: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return write_manifest(result, path)
+
+
+def record_in_manifest(result: dict, ckpt: str | Path) -> Path:
+    """Add the results under "eval" to the manifest beside exported weights (``X.pt`` -> ``X.json``)."""
+    path = Path(ckpt).with_suffix(".json")
+    if not path.exists():
+        raise FileNotFoundError(f"no manifest {path} beside {ckpt}: --manifest is for exported weights")
+    manifest = json.loads(path.read_text())
+    manifest["eval"] = result
+    return write_result(manifest, path)
