@@ -168,7 +168,7 @@ def format_table(result: dict) -> str:
     """The evaluation as a Markdown table (generated next to real) plus the prediction and Frechet rows."""
     fmt = lambda f, x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f.format(x)
     n = result["settings"]["clips"]
-    lines = [f"| metric | 1 digit: model | 1 digit: real | 2 digits: model | 2 digits: real |",
+    lines = ["| metric | 1 digit: model | 1 digit: real | 2 digits: model | 2 digits: real |",
              "|---|---|---|---|---|"]
     for key, name, f in ROWS:
         cells = [fmt(f, result[kind][who].get(key)) for kind in ("one_digit", "two_digits") for who in ("generated", "real")]
