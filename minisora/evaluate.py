@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, write_manifest
+from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .data import MovingMNIST, standard_test_set
 from .evaluator import DIGIT, crop_digits, load_evaluator, majority, read_clip
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
@@ -129,7 +129,9 @@ def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, g
     started = time.perf_counter()
     model, train = load_dit(ckpt, device)
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train), load_evaluator()
-    result = {"checkpoint": str(ckpt), "settings": dict(clips=clips, prediction_clips=prediction_clips,
+    shown = Path(ckpt).resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
+    result = {"checkpoint": str(shown), "settings": dict(clips=clips, prediction_clips=prediction_clips,
                                                        guidance=guidance, steps=steps,
                                                        prediction_steps=prediction_steps, seed=seed)}
     real_one, one_labels = real_clips(clips, 1, seed)

@@ -126,6 +126,11 @@ def test_init_starts_from_given_weights(tmp_path):
     start = weights(tmp_path / "a" / "ckpt.pt")["ema"]
     model, *_ = build(replace(QUICK, init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
     assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())
+    # exported weights carry their manifest; a run started from them records where it came from
+    main(["train", "--preset", "micro", "--steps", "1", "--batch-size", "2", "--out", str(tmp_path / "b"), "--quiet",
+          "--sample-every", "0", "--export", str(tmp_path / "b.pt")])
+    summary = train(replace(QUICK, out=str(tmp_path / "c"), steps=1, init=str(tmp_path / "b.pt")), progress=False)
+    assert summary["init"]["weights"] == str(tmp_path / "b.pt") and summary["init"]["command"].endswith("b.pt")
     with pytest.raises(ValueError, match="holds a different model"):
         build(replace(QUICK, preset="tiny", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
 
