@@ -80,7 +80,7 @@ class ClipPhysics:
     """What the probe measures on one clip."""
 
     speed: float  # mean step length away from the walls, px/frame
-    persistence: float  # mean cos(d_t, d_{t+1}) away from the walls (a step under 1 px counts 0)
+    persistence: float  # mean cos(d_t, d_{t+1}) away from the walls (a step under 1 px counts 0); nan if none
     reversals: int  # velocity components that changed sign
     reversals_at_wall: int  # ... with the digit touching that wall
 
@@ -114,7 +114,7 @@ def probe_track(centres: np.ndarray, height: int, width: int, digit: int = DIGIT
     pairs = free_step[:-1] & free_step[1:]  # (T-2, K): pairs of steps between bounces
     moving = (length[:-1] >= MIN_STEP) & (length[1:] >= MIN_STEP)
     cos = np.where(moving, (a * b).sum(-1) / np.maximum(length[:-1] * length[1:], 1e-9), 0.0)  # (T-2, K)
-    persistence = float(cos[pairs].mean()) if pairs.any() else float(cos.mean())
+    persistence = float(cos[pairs].mean()) if pairs.any() else float("nan")  # nan: never between bounces and apart
     return ClipPhysics(speed=speed, persistence=persistence, reversals=reversals, reversals_at_wall=int(at_wall))
 
 
@@ -126,13 +126,19 @@ def probe(videos, num_digits: int = 1) -> list[ClipPhysics]:
     return [probe_track(track(v, num_digits), *v.shape[-2:]) for v in videos]
 
 
+def mean_of_measured(values: list[float]) -> float:
+    """The mean over the clips where a figure could be measured (not nan); nan if none."""
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def summarize(clips: list[ClipPhysics]) -> dict:
     """Set-level figures: median speed and speed error, mean persistence, share of reversals at a wall."""
     reversals = sum(c.reversals for c in clips)
     return {
         "median_speed_px": float(np.median([c.speed for c in clips])),
         "median_speed_error_px": float(np.median([c.speed_error for c in clips])),
-        "direction_persistence": float(np.mean([c.persistence for c in clips])),
+        "direction_persistence": mean_of_measured([c.persistence for c in clips]),
         "bounces_at_walls": sum(c.reversals_at_wall for c in clips) / reversals if reversals else float("nan"),
         "reversals_per_clip": reversals / len(clips),
     }
