@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help venv train test unit nbval data notebooks lab clean
+.PHONY: help venv train eval test unit nbval data notebooks lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,11 @@ TRAIN_FLAGS ?= --preset tiny --steps 1000
 train: $(STAMP)  ## train the tiny text-to-video DiT on CPU (~10 min; interrupted runs resume) into runs/tiny/
 	$(PYTHON) -m minisora train --out $(RUN) --resume $(TRAIN_FLAGS)
 	$(PYTHON) -m minisora sample --ckpt $(RUN)/ckpt.pt --prompt 0 1 2 3 4 5 6 7 8 9 --out $(RUN)/sample.gif
+
+EVAL_FLAGS ?= --clips 50 --prediction-clips 200
+
+eval: $(STAMP)  ## evaluate the make train model (digits, physics, 10 -> 10 prediction) into runs/tiny/eval.json
+	$(PYTHON) -m minisora eval --ckpt $(RUN)/ckpt.pt --out $(RUN)/eval.json $(EVAL_FLAGS)
 
 test: $(STAMP)  ## all tests: unit tests, then strict nbval over every notebook
 	$(PYTHON) -m pytest tests/ && $(PYTHON) -m pytest $(NBVAL) notebooks/
