@@ -250,7 +250,8 @@ def add_train_command(subparsers) -> None:
                    help="stop (with a checkpoint) at this step; --resume continues later, as if never stopped")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint, if any")
     p.add_argument("--export", default=None,
-                   help="when the run completes, write its EMA weights here, with a JSON manifest beside them")
+                   help="when the run completes (or stops at --stop-at), write its EMA weights here, with a JSON "
+                        "manifest beside them")
     add_training_flags(p, lr=d.lr, seed_help="seed for initialisation, clips, captions, noise and times")
     p.set_defaults(run=run_train)
 

@@ -218,11 +218,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             save_checkpoint(checkpoint_state(cfg, model, ema, opt, sched, done, generator), ckpt_path)
         if rank == 0 and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
             write_samples(ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
-    summary = {"run": str(out), "steps_done": last_step, "wall_time_s": round(time.perf_counter() - started, 1)}
+    summary = {"run": str(out), "steps_done": last_step, "steps_planned": cfg.steps,
+               "wall_time_s": round(time.perf_counter() - started, 1)}
     if rank == 0:
         summary.update(run_summary(cfg, model, log_path, device, version, command))
         plot_loss(log_path, out / "loss.png")
-        if export is not None and last_step == cfg.steps:
+        if export is not None:  # when the run completes, or stops at --stop-at
             export_weights(ckpt_path, export, summary)
     if world > 1:
         dist.barrier()
