@@ -215,6 +215,9 @@ def add_train_command(subparsers) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default=d.preset, help=f"model size ({presets})")
     p.add_argument("--attention", choices=["full", "factorized"], default=d.attention,
                    help="full: joint spacetime attention; factorized: blocks alternate spatial and temporal attention")
+    p.add_argument("--patch", type=int, nargs=3, default=None, metavar=("PT", "PH", "PW"),
+                   help="tubelet size in latent cells (frames, height, width), instead of the preset's; smaller "
+                        "tubelets make more tokens: slower, but attention then does more of the work")
     p.add_argument("--vae", choices=["frame", "spacetime", "none"], default=d.vae,
                    help="the space the model denoises: latents of the shipped frame or spacetime VAE, or pixels")
     p.add_argument("--objective", choices=["flow", "ddpm"], default=d.objective,
@@ -260,6 +263,7 @@ def run_train(args) -> None:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(preset=args.preset, attention=args.attention, vae=args.vae, objective=args.objective,
+                      patch=tuple(args.patch) if args.patch else None,
                       shift=args.shift,
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       weight_decay=args.weight_decay, grad_clip=args.grad_clip, ema_decay=args.ema_decay,

@@ -43,6 +43,7 @@ SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves dow
 class TrainConfig:
     preset: str = "tiny"
     attention: str = "full"
+    patch: tuple[int, int, int] | None = None  # tubelet size (pt, ph, pw) in latent cells; None: the preset's
     vae: str = "frame"
     objective: str = "flow"
     shift: float = 3.0  # rectified flow: train and sample nearer to noise (see diffusion.RectifiedFlow)
@@ -115,8 +116,9 @@ def draw_known(batch: int, tubelets: int, tubelet: int, p: float, generator: tor
 def build(cfg: TrainConfig, device: torch.device):
     """Model, EMA, optimiser and schedule for a config (seeded; weights from ``cfg.init`` if given)."""
     torch.manual_seed(cfg.seed)
+    overrides = {"patch": tuple(cfg.patch)} if cfg.patch else {}
     model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae,
-                           in_channels=1 if cfg.vae == "none" else 4)).to(device)
+                           in_channels=1 if cfg.vae == "none" else 4, **overrides)).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         if start.config != model.config:
@@ -156,6 +158,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         saved = {k: v for k, v in state["train"].items() if k not in free}
         mine = {k: v for k, v in asdict(cfg).items() if k not in free}
         saved["num_digits"] = tuple(saved["num_digits"])
+        saved["patch"] = tuple(saved["patch"]) if saved.get("patch") else None
         if saved != mine:
             diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
             raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
