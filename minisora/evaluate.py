@@ -99,16 +99,18 @@ def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
                      progress: bool) -> dict:
-    """10 -> 10 on the first ``num_clips`` clips of the standard test set; the model and copy-the-last-frame."""
+    """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model, and two floors that any
+    predictor should beat, copying the last given frame and a black frame."""
     data = standard_test_set()
-    scores = {"model": [], "copy_last_frame": []}
+    scores = {"model": [], "copy_last_frame": [], "blank": []}
     for i in tqdm(range(0, num_clips, batch), desc="predict 10 -> 10", unit="batch", disable=not progress):
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
         out = generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps, seed=seed + i,
                        context=truth, known=known)
         future = truth[:, 0, CONTEXT:]  # (b, 10, H, W)
-        for name, pred in (("model", out[:, 0, CONTEXT:].cpu()), ("copy_last_frame", truth[:, 0, CONTEXT - 1:CONTEXT])):
+        floors = (("copy_last_frame", truth[:, 0, CONTEXT - 1:CONTEXT]), ("blank", torch.zeros_like(future[:, :1])))
+        for name, pred in (("model", out[:, 0, CONTEXT:].cpu()), *floors):
             pred = pred.expand_as(future)
             scores[name].append([len(future), float(mse_per_frame(pred, future)), float(mae_per_frame(pred, future)),
                                  float(ssim(pred, future)), float(psnr(pred, future))])
@@ -182,7 +184,7 @@ def format_table(result: dict) -> str:
         p = result["prediction"]
         lines += ["", f"Video prediction 10 -> 10, first {p['clips']} clips of the regenerated standard test set:",
                   "| predictor | MSE | MAE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
-        for name in ("model", "copy_last_frame"):
+        for name in ("model", "copy_last_frame", "blank"):
             s = p[name]
             lines.append(f"| {name.replace('_', ' ')} | {s['mse']:.2f} | {s['mae']:.2f} | {s['ssim']:.3f} | {s['psnr']:.2f} |")
     return "\n".join(lines)

@@ -78,6 +78,8 @@ def test_prediction_scores_average_over_clips_and_copy_the_last_frame(micro_run)
     assert result["clips"] == 5
     assert result["copy_last_frame"]["mse"] == pytest.approx(float(mse_per_frame(copy, truth[:, 10:])), rel=1e-5)
     assert set(result["model"]) == {"mse", "mae", "ssim", "psnr"}
+    blank = float(mse_per_frame(torch.zeros_like(truth[:, 10:]), truth[:, 10:]))  # the ink of the future frames
+    assert result["blank"]["mse"] == pytest.approx(blank, rel=1e-5) and result["blank"]["ssim"] < 1
 
 
 def test_eval_command_prints_the_table_and_writes_json(micro_run, tmp_path, capsys):
