@@ -74,6 +74,11 @@ def digit_scores(evaluator: ViT, videos, labels: list[list[int]]) -> dict:
             "frame_agreement": mean(frames_right), "identity": mean(identity)}
 
 
+def clip_scores(evaluator: ViT, videos, labels: list[list[int]]) -> dict:
+    """One column of the table: :func:`digit_scores` and the physics probe's summary."""
+    return {**digit_scores(evaluator, videos, labels), **summarize(probe(videos, len(labels[0])))}
+
+
 @torch.no_grad()
 def clip_features(evaluator: ViT, videos, num_digits: int = 1) -> torch.Tensor:
     """One feature vector per clip (N, D): the evaluator's features of its digit crops, averaged over frames."""
@@ -94,7 +99,7 @@ def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits
         out = generate(model, codec, prompts[i:i + batch], objective, guidance=guidance, steps=steps, seed=seed + i)
         videos.append(out[:, 0].cpu())  # (b, T, H, W)
     videos = torch.cat(videos)
-    return {**digit_scores(evaluator, videos, labels), **summarize(probe(videos, num_digits))}, videos
+    return clip_scores(evaluator, videos, labels), videos
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
@@ -141,10 +146,8 @@ def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, g
     args = dict(guidance=guidance, steps=steps, batch=batch, seed=seed, progress=progress)
     gen_one, one_videos = text_to_video(model, codec, objective, evaluator, clips, 1, **args)
     gen_two, _ = text_to_video(model, codec, objective, evaluator, clips, 2, **args)
-    result["one_digit"] = {"generated": gen_one, "real": {**digit_scores(evaluator, real_one, one_labels),
-                                                          **summarize(probe(real_one, 1))}}
-    result["two_digits"] = {"generated": gen_two, "real": {**digit_scores(evaluator, real_two, two_labels),
-                                                           **summarize(probe(real_two, 2))}}
+    result["one_digit"] = {"generated": gen_one, "real": clip_scores(evaluator, real_one, one_labels)}
+    result["two_digits"] = {"generated": gen_two, "real": clip_scores(evaluator, real_two, two_labels)}
     other_real, _ = real_clips(clips, 1, seed + 1)
     real_features = clip_features(evaluator, real_one)
     result["frechet"] = {"generated_vs_real": frechet_distance(clip_features(evaluator, one_videos), real_features),

@@ -181,6 +181,12 @@ def classify_video(model: ViT, video, num_digits: int) -> tuple[np.ndarray, np.n
     return labels.reshape(crops.shape[:2]), corners
 
 
+def separated(points: np.ndarray, size: int = DIGIT) -> np.ndarray:
+    """(T, K) bool for digit boxes at ``points`` (T, K, 2): True where a box overlaps no other box of its frame."""
+    gap = np.abs(points[:, :, None] - points[:, None]).max(-1)  # (T, K, K) Chebyshev distance between digits
+    return (gap + np.eye(points.shape[1]) * size >= size).all(-1)
+
+
 def read_clip(model: ViT, video, num_digits: int) -> list[tuple[int, ...]]:
     """What the evaluator reads in a (T, H, W) video: the sorted labels of its ``num_digits`` digits, per frame.
 
@@ -188,9 +194,7 @@ def read_clip(model: ViT, video, num_digits: int) -> list[tuple[int, ...]]:
     neither the windows nor a person can tell them apart. The list is empty if they never separate.
     """
     per_frame, corners = classify_video(model, np.asarray(video), num_digits)  # (T, K), (T, K, 2)
-    gap = np.abs(corners[:, :, None] - corners[:, None]).max(-1) + np.eye(num_digits, dtype=np.int64) * DIGIT
-    apart = (gap >= DIGIT).all((1, 2))  # (T,)
-    return [tuple(sorted(labels)) for labels in per_frame[apart].tolist()]
+    return [tuple(sorted(labels)) for labels in per_frame[separated(corners).all(1)].tolist()]
 
 
 def majority(readings: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import MovingMNISTConfig
-from .evaluator import DIGIT, locate_digits
+from .evaluator import DIGIT, locate_digits, separated
 
 SPEED = MovingMNISTConfig().step  # 3.6 px/frame
 MIN_STEP = 1.0  # px: a step shorter than this has no direction to keep or reverse
@@ -98,8 +98,7 @@ def probe_track(centres: np.ndarray, height: int, width: int, digit: int = DIGIT
     low = (digit - 1) / 2  # the box [c - 13.5, c + 13.5] touches a wall when c is this close to it
     high = np.array([height, width], dtype=np.float64) - 1 - low
     touching = (centres - low <= WALL_TOLERANCE) | (high - centres <= WALL_TOLERANCE)  # (T, K, 2)
-    gap = np.abs(centres[:, :, None] - centres[:, None]).max(-1)  # (T, K, K) Chebyshev distance between digits
-    apart = (gap + np.eye(centres.shape[1]) * digit >= digit).all(-1)  # (T, K): boxes do not overlap
+    apart = separated(centres, digit)  # (T, K): boxes do not overlap
     free = ~touching.any(-1) & apart  # (T, K): frames away from every wall and every other digit
     free_step = free[1:] & free[:-1]  # (T-1, K): steps the renderer did not clamp
     speed = float(length[free_step].mean()) if free_step.any() else float(length.mean())
