@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
+import types
+import typing
 
 from .data import PRESETS, TEST_SET
 
@@ -198,11 +201,36 @@ def run_train_denoiser(args) -> None:
           f"evaluator accuracy by guidance scale {sweep}; weights {out}")
 
 
+def add_config_flags(p: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field of a config dataclass, from its type, default and ``metadata`` (help, choices, metavar):
+    ``batch_size: int`` -> ``--batch-size N``, ``tuple[int, ...]`` -> several values, ``bool`` -> ``--x/--no-x``."""
+    hints = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+            kind = args[0]
+        flag, extra = "--" + f.name.replace("_", "-"), {k: v for k, v in f.metadata.items() if k != "help"}
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            continue
+        if typing.get_origin(kind) is tuple:
+            items = typing.get_args(kind)
+            extra.setdefault("nargs", "+" if items[-1] is Ellipsis else len(items))
+            kind = items[0]
+        p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"], **extra)
+
+
+def config_from(args: argparse.Namespace, config_class):
+    """The config dataclass from parsed flags (lists back to tuples)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)}
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def add_train_command(subparsers) -> None:
     from .dit import PRESETS
     from .train import TrainConfig
 
-    d = TrainConfig()
     presets = "; ".join(f"{name}: {use}" for name, (_, use) in PRESETS.items())
     p = subparsers.add_parser(
         "train", help="train the text-to-video DiT (make train runs the tiny preset)",
@@ -211,67 +239,20 @@ def add_train_command(subparsers) -> None:
                     "in the latent space of the shipped VAE. Writes OUT/ckpt.pt (atomically, every --ckpt-every "
                     "steps), OUT/log.jsonl, OUT/loss.png and sample GIFs. --resume continues a run exactly. "
                     "Launch with torchrun --nproc_per_node N for data-parallel training on N GPUs (or CPU "
-                    "processes with gloo).")
-    p.add_argument("--preset", choices=list(PRESETS), default=d.preset, help=f"model size ({presets})")
-    p.add_argument("--attention", choices=["full", "factorized"], default=d.attention,
-                   help="full: joint spacetime attention; factorized: blocks alternate spatial and temporal attention")
-    p.add_argument("--patch", type=int, nargs=3, default=None, metavar=("PT", "PH", "PW"),
-                   help="tubelet size in latent cells (frames, height, width), instead of the preset's; smaller "
-                        "tubelets make more tokens: slower, but attention then does more of the work")
-    p.add_argument("--vae", choices=["frame", "spacetime", "none"], default=d.vae,
-                   help="the space the model denoises: latents of the shipped frame or spacetime VAE, or pixels")
-    p.add_argument("--objective", choices=["flow", "ddpm"], default=d.objective,
-                   help="rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear schedule)")
-    p.add_argument("--shift", type=float, default=d.shift,
-                   help="rectified flow: shift training times and the sampling grid towards noise, "
-                        "t -> s t / (1 + (s - 1) t); 1 = no shift")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps of the whole run")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step (global, over all processes)")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="steps of linear learning-rate warm-up")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="clip the gradient norm to this value")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the EMA weights used for sampling")
-    p.add_argument("--p-uncond", type=float, default=d.p_uncond,
-                   help="share of captions replaced by the null prompt (what classifier-free guidance needs)")
-    p.add_argument("--p-descriptive", type=float, default=d.p_descriptive,
-                   help="share of clips captioned descriptively ('a 3 starts at the top ...') rather than '3'")
-    p.add_argument("--num-digits", type=int, nargs="+", default=list(d.num_digits),
-                   help="digits per clip; clips cycle through the values given")
-    p.add_argument("--p-known", type=float, default=d.p_known,
-                   help="share of clips given conditioning frames (a clean prefix, suffix or both ends), which "
-                        "teaches video prediction, extension and interpolation; 0: text-to-video only")
-    p.add_argument("--init", default=None,
-                   help="start from these weights (exported, or a run's ckpt.pt) instead of a random initialisation")
-    p.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between lines of log.jsonl")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
-    p.add_argument("--sample-every", type=int, default=d.sample_every,
-                   help="steps between sample GIFs (and one at the end); 0: none")
-    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="sampler steps for those GIFs")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
-    p.add_argument("--stop-at", type=int, default=None,
-                   help="stop (with a checkpoint) at this step; --resume continues later, as if never stopped")
+                    f"processes with gloo). Presets: {presets}.")
+    add_config_flags(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint, if any")
     p.add_argument("--export", default=None,
                    help="when the run completes (or stops at --stop-at), write its EMA weights here, with a JSON "
                         "manifest beside them")
-    add_training_flags(p, lr=d.lr, seed_help="seed for initialisation, clips, captions, noise and times")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train)
 
 
 def run_train(args) -> None:
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(preset=args.preset, attention=args.attention, vae=args.vae, objective=args.objective,
-                      patch=tuple(args.patch) if args.patch else None,
-                      shift=args.shift,
-                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                      weight_decay=args.weight_decay, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-                      p_uncond=args.p_uncond, p_descriptive=args.p_descriptive, num_digits=tuple(args.num_digits),
-                      p_known=args.p_known, init=args.init,
-                      seed=args.seed, device=args.device, out=args.out or f"runs/{args.preset}",
-                      log_every=args.log_every, ckpt_every=args.ckpt_every, sample_every=args.sample_every,
-                      sample_steps=args.sample_steps, compile=args.compile, stop_at=args.stop_at)
+    cfg = config_from(args, TrainConfig)
     s = train(cfg, resume=args.resume, progress=not args.quiet, command=args.command, export=args.export)
     if "final_loss" in s:
         print(f"{cfg.preset}: {s['steps_done']}/{cfg.steps} steps in {s['wall_time_s']:.0f} s, loss {s['final_loss']}, "

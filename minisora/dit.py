@@ -12,6 +12,12 @@ alternate between *spatial* attention (tokens of one frame) and *temporal* atten
 position across frames), as in Latte and Open-Sora. Positions are fixed 3D sin-cos, so the grid
 can change between training and sampling. Attention never crosses clips: a batch is a batch.
 
+Two options for small models (see ``docs/recipe.md`` for what each one measured):
+``conv`` adds a depthwise 3x3x3 convolution over the token grid to each block,
+x = x + DWConv(LN(x)) (zero-initialised), so every token sees its spacetime neighbours whatever the
+attention mode; ``skips`` adds U-ViT's long skips (Bao et al. 2023, arXiv 2209.12152): the second
+half's block i takes Linear([x; x_skip]) where x_skip is the output of block depth-1-i.
+
 The time is one per clip (B,), or one per latent frame (B, T): conditioning frames are given with
 time 0 (see ``diffusion.KnownFrames``), and each frame of tubelets is modulated by its own time.
 """
@@ -47,6 +53,8 @@ class DiTConfig:
     text_depth: int = 2
     max_words: int = 96
     mlp_ratio: float = 4.0
+    conv: bool = False  # a depthwise 3x3x3 convolution over the token grid in each block
+    skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
 
 
 # (temporal, spatial) downsampling of the space the model works in: each shipped VAE, or pixels
@@ -102,12 +110,30 @@ class CrossAttention(nn.Module):
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
 
 
+class LocalConv(nn.Module):
+    """x + DWConv3d(LN(x)): a depthwise 3x3x3 convolution over the (t, h, w) token grid, zero-initialised."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.conv = nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        t, h, w = grid
+        y = rearrange(self.norm(x), "b (t h w) d -> b d t h w", t=t, h=h, w=w)  # (B, D, t, h, w)
+        return x + rearrange(self.conv(y), "b d t h w -> b (t h w) d")  # (B, N, D)
+
+
 class DiTBlock(nn.Module):
     """adaLN-Zero block; ``mode`` is which tokens self-attention mixes: "full", "spatial" or "temporal"."""
 
-    def __init__(self, dim: int, heads: int, text_dim: int, mode: str = "full", mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int, text_dim: int, mode: str = "full", mlp_ratio: float = 4.0,
+                 conv: bool = False):
         super().__init__()
         self.mode = mode
+        self.local = LocalConv(dim) if conv else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm_cross, self.cross = nn.LayerNorm(dim), CrossAttention(dim, text_dim, heads)
@@ -129,6 +155,8 @@ class DiTBlock(nn.Module):
 
     def forward(self, x, c, text, words, grid):
         shift1, scale1, gate1, shift2, scale2, gate2 = per_token(self.adaLN(c), grid).chunk(6, dim=-1)  # (B, 1|N, D)
+        if self.local is not None:
+            x = self.local(x, grid)
         x = x + gate1 * self.self_attention(modulate(self.norm1(x), shift1, scale1), grid)
         x = x + self.cross(self.norm_cross(x), text, words)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
@@ -164,8 +192,11 @@ class DiT(nn.Module):
         self.text_pool = nn.Linear(config.text_dim, config.dim)
         self.time = TimestepEmbedding(config.dim)
         self.embed = PatchEmbed(config.in_channels, config.dim, config.patch)
-        self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio)
-                                    for mode in block_modes(config))
+        self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio,
+                                             config.conv) for mode in block_modes(config))
+        # U-ViT long skips into the second half: Linear([x; x_skip]) (2D -> D)
+        self.skips = nn.ModuleList(nn.Linear(2 * config.dim, config.dim)
+                                   for _ in range(config.depth // 2)) if config.skips else None
         self.final = FinalLayer(config.dim, config.in_channels * math.prod(config.patch))
 
     def null_ids(self, batch: int) -> torch.Tensor:
@@ -197,8 +228,13 @@ class DiT(nn.Module):
             c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
         tokens, _ = self.embed(x)  # (B, t*h*w, D)
         tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
-        for block in self.blocks:
+        half, saved = len(self.blocks) - len(self.skips or ()), []
+        for i, block in enumerate(self.blocks):
+            if i >= half:  # U-ViT: the second half takes the first half's outputs, last in, first out
+                tokens = self.skips[i - half](torch.cat([tokens, saved.pop()], dim=-1))  # (B, N, 2D) -> (B, N, D)
             tokens = block(tokens, c, text, words, grid)
+            if self.skips is not None and i < len(self.skips):
+                saved.append(tokens)
         return unpatchify(self.final(tokens, c, grid), grid, self.config.patch)  # (B, C, T, H, W)
 
 
@@ -224,7 +260,10 @@ def flops_per_clip(config: DiTConfig, training: bool = True) -> float:
     seen = {"full": n, "spatial": h * w, "temporal": t}
     per_block = [2 * n * (6 * d * d + 2 * config.mlp_ratio * d * d) + 4 * n * d * (seen[m] + L)
                  + 2 * L * config.text_dim * 2 * d for m in block_modes(config)]
+    if config.conv:
+        per_block = [f + 2 * n * d * 27 for f in per_block]  # depthwise 3x3x3
+    skips = 2 * n * 2 * d * d * (config.depth // 2) if config.skips else 0
     patch_io = 2 * n * d * config.in_channels * math.prod(config.patch) * 2
     text = config.text_depth * 2 * L * (12 * config.text_dim**2) + 4 * L * L * config.text_dim * config.text_depth
-    forward = sum(per_block) + patch_io + text
+    forward = sum(per_block) + skips + patch_io + text
     return forward * (3 if training else 1)

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
 from .data import MovingMNIST
-from .digits import load_digits
-from .dit import DiT, flops_per_clip, get_preset, parameter_count
+from .digits import Digits, load_digits
+from .dit import PRESETS, VAE_FACTORS, DiT, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
 from .sample import VideoCodec, generate, load_dit, objective_of
 from .viz import save_gif
@@ -39,46 +39,91 @@ from .viz import save_gif
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
 
 
+def option(default, help: str, **cli):
+    """A setting: its default and its help text (the CLI's flags are made from these; see ``cli.add_config_flags``)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    preset: str = "tiny"
-    attention: str = "full"
-    patch: tuple[int, int, int] | None = None  # tubelet size (pt, ph, pw) in latent cells; None: the preset's
-    vae: str = "frame"
-    objective: str = "flow"
-    shift: float = 3.0  # rectified flow: train and sample nearer to noise (see diffusion.RectifiedFlow)
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 5e-4
-    warmup: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    p_uncond: float = 0.1
-    p_descriptive: float = 0.5
-    p_known: float = 0.25  # share of clips with conditioning frames (prediction, extension, interpolation)
-    num_digits: tuple[int, ...] = (1, 2)
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "runs/tiny"
-    log_every: int = 10
-    ckpt_every: int = 250
-    sample_every: int = 1000
-    sample_steps: int = 25
-    compile: bool = False
-    stop_at: int | None = None
-    init: str | None = None  # start from these weights (exported or a run's ckpt.pt) instead of at random
+    """Every setting of a training run, written once: ``python -m minisora train --help`` is made from these."""
+
+    preset: str = option("tiny", "model size (see dit.PRESETS)", choices=tuple(PRESETS))
+    attention: str = option("full", "full: joint spacetime attention; factorized: blocks alternate spatial and "
+                                    "temporal attention", choices=("full", "factorized"))
+    patch: tuple[int, int, int] | None = option(None, "tubelet size in latent cells (frames, height, width), instead "
+                                                      "of the preset's; smaller tubelets make more tokens: slower, but "
+                                                      "attention then does more of the work", metavar=("PT", "PH", "PW"))
+    conv: bool = option(False, "a depthwise 3x3x3 convolution over the token grid in each DiT block")
+    skips: bool = option(False, "U-ViT long skips between the first and second half of the blocks")
+    vae: str = option("frame", "the space the model denoises: latents of the shipped frame or spacetime VAE, "
+                               "or pixels", choices=("frame", "spacetime", "none"))
+    objective: str = option("flow", "rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear "
+                                    "schedule)", choices=("flow", "ddpm"))
+    shift: float = option(3.0, "rectified flow: shift training times and the sampling grid towards noise, "
+                               "t -> s t / (1 + (s - 1) t); 1 = no shift")
+    steps: int = option(3000, "optimisation steps of the whole run")
+    batch_size: int = option(16, "clips per step (global, over all processes)")
+    lr: float = option(5e-4, "peak AdamW learning rate (warm-up, then cosine decay)")
+    warmup: int = option(100, "steps of linear learning-rate warm-up")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    grad_clip: float = option(1.0, "clip the gradient norm to this value")
+    ema_decay: float = option(0.999, "decay of the EMA weights used for sampling")
+    p_uncond: float = option(0.1, "share of captions replaced by the null prompt (what classifier-free guidance needs)")
+    p_descriptive: float = option(0.5, "share of clips captioned descriptively ('a 3 starts at the top ...') "
+                                       "rather than '3'")
+    p_known: float = option(0.25, "share of clips given conditioning frames (a clean prefix, suffix or both ends), "
+                                  "which teaches video prediction, extension and interpolation; 0: text-to-video only")
+    p_image: float = option(0.0, "share of steps that train on still images (one frame of tubelets, as many images "
+                                 "as the clips' frames of tubelets) instead of clips: joint image-video training")
+    num_digits: tuple[int, ...] = option((1, 2), "digits per clip; clips cycle through the values given")
+    classes: tuple[int, ...] = option(tuple(range(10)), "digit classes the clips are drawn from (the debugging "
+                                                        "ladder trains on one class, then all ten)")
+    clips: int | None = option(None, "distinct training clips: the run cycles through the first N (1: overfit one "
+                                     "clip, the ladder's first rung); default: every clip is new")
+    seed: int = option(0, "seed for initialisation, clips, captions, noise and times")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    precision: str = option("auto", "matmul precision: bf16 autocast, or fp32; auto = bf16 on CUDA, fp32 on the CPU",
+                            choices=("auto", "bf16", "fp32"))
+    out: str | None = option(None, "run folder (default: runs/PRESET)")
+    log_every: int = option(10, "steps between lines of log.jsonl")
+    ckpt_every: int = option(250, "steps between checkpoints")
+    sample_every: int = option(1000, "steps between sample GIFs (and one at the end); 0: none")
+    sample_steps: int = option(25, "sampler steps for those GIFs")
+    compile: bool = option(False, "torch.compile the model (GPU)")
+    stop_at: int | None = option(None, "stop (with a checkpoint) at this step; --resume continues later, as if "
+                                       "never stopped")
+    init: str | None = option(None, "start from these weights (exported, or a run's ckpt.pt) instead of a random "
+                                    "initialisation")
+
+    def __post_init__(self):
+        self.out = self.out or f"runs/{self.preset}"
+        for name in ("p_uncond", "p_descriptive", "p_known", "p_image"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability: expected a value in [0, 1], got {getattr(self, name)}")
+        if not self.classes or not set(self.classes) <= set(range(10)):
+            raise ValueError(f"classes must be digits 0-9, got {self.classes}")
+        if self.clips is not None and self.clips < 1:
+            raise ValueError(f"clips must be a positive number of clips (or None: every clip new), got {self.clips}")
 
 
 class TrainingClips:
-    """Clip ``i`` of a run: train digits, ``num_digits[i % len]`` digits, a short or descriptive caption."""
+    """Clip ``i`` of a run: train digits of ``classes``, ``num_digits[i % len]`` digits, a short or descriptive
+    caption; with ``clips`` set, the run cycles through its first ``clips`` clips. ``images`` gives stills."""
 
-    def __init__(self, seed: int, num_digits: tuple[int, ...], p_descriptive: float, num_clips: int):
+    def __init__(self, seed: int, num_digits: tuple[int, ...], p_descriptive: float, num_clips: int,
+                 classes: tuple[int, ...] = tuple(range(10)), clips: int | None = None):
         digits = load_digits("train", "mnist5k")
+        if set(classes) != set(range(10)):
+            keep = np.isin(digits.labels, classes)
+            digits = Digits(digits.images[keep], digits.labels[keep], digits.source, digits.split)
         self.sets = [MovingMNIST("train", num_clips, seed=seed + k, digits=digits, num_digits=k) for k in num_digits]
-        self.seed, self.p_descriptive = seed, p_descriptive
+        self.stills = [MovingMNIST("train", 2**31 - 1, seed=seed + 100 + k, digits=digits, num_digits=k)
+                       for k in num_digits]
+        self.seed, self.p_descriptive, self.clips = seed, p_descriptive, clips
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        i = i % self.clips if self.clips else i
         data = self.sets[i % len(self.sets)]
         clip = data[i // len(self.sets)]
         descriptive = np.random.default_rng([self.seed, 7, i]).random() < self.p_descriptive
@@ -87,6 +132,16 @@ class TrainingClips:
     def batch(self, indices) -> tuple[torch.Tensor, list[str]]:
         videos, captions = zip(*(self[i] for i in indices))
         return torch.stack(videos), list(captions)  # (B, 1, T, H, W)
+
+    def images(self, indices, frames: int) -> tuple[torch.Tensor, list[str]]:
+        """Stills: image ``i`` is one frame of a clip shown for ``frames`` frames, with its short caption."""
+        videos, captions = [], []
+        for i in indices:
+            clip = self.stills[i % len(self.stills)].clip(i // len(self.stills))
+            frame = clip.video[np.random.default_rng([self.seed, 8, i]).integers(len(clip.video))]  # (H, W)
+            videos.append(torch.from_numpy(frame).float().div(255).expand(1, frames, *frame.shape))  # (1, T, H, W)
+            captions.append(clip.caption)
+        return torch.stack(videos), captions  # (B, 1, frames, H, W)
 
 
 def distributed() -> tuple[int, int]:
@@ -117,7 +172,7 @@ def build(cfg: TrainConfig, device: torch.device):
     """Model, EMA, optimiser and schedule for a config (seeded; weights from ``cfg.init`` if given)."""
     torch.manual_seed(cfg.seed)
     overrides = {"patch": tuple(cfg.patch)} if cfg.patch else {}
-    model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae,
+    model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae, conv=cfg.conv, skips=cfg.skips,
                            in_channels=1 if cfg.vae == "none" else 4, **overrides)).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
@@ -138,6 +193,27 @@ def checkpoint_state(cfg, model, ema, opt, sched, step, generator) -> dict:
 CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step", "generator")
 
 
+FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")  # may change on resume
+
+
+def restore(cfg: TrainConfig, ckpt_path: Path, device, model, ema, opt, sched, generator) -> int:
+    """Load a run's checkpoint into the model, EMA, optimiser, schedule and generator; returns its step.
+    Refuses a checkpoint made with other settings (settings it predates count as their defaults)."""
+    state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS)
+    given = {k: v for k, v in asdict(cfg).items() if k not in FREE}
+    saved = {**asdict(TrainConfig()), **state["train"]}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in given}  # JSON-like lists
+    if saved != given:
+        diff = {k: (saved.get(k), v) for k, v in given.items() if saved.get(k) != v}
+        raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
+    model.load_state_dict(state["model"])
+    ema.model.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"].cpu())
+    return state["step"]
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "",
           export: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns a summary (speed, final loss, files)."""
@@ -153,30 +229,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same stream on every device
     start_step = 0
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS)
-        free = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")
-        saved = {k: v for k, v in state["train"].items() if k not in free}
-        mine = {k: v for k, v in asdict(cfg).items() if k not in free}
-        saved["num_digits"] = tuple(saved["num_digits"])
-        saved["patch"] = tuple(saved["patch"]) if saved.get("patch") else None
-        if saved != mine:
-            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
-            raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu())
-        start_step = state["step"]
+        start_step = restore(cfg, ckpt_path, device, model, ema, opt, sched, generator)
     elif resume and rank == 0:
         print(f"no checkpoint at {ckpt_path}: starting a new run")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     net = torch.compile(net) if cfg.compile else net
     obj, codec = objective_of(asdict(cfg)), VideoCodec(cfg.vae, device)
-    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size)
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    per_rank, pt = cfg.batch_size // world, model.config.patch[0]
-    mine = slice(rank * per_rank, (rank + 1) * per_rank)
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size,
+                         classes=cfg.classes, clips=cfg.clips)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
+    pt = model.config.patch[0]
+    tubelets = tokens_per_clip(model.config)[0]  # frames of tubelets in a clip
+    image_frames = VAE_FACTORS[cfg.vae][0] * pt  # an image: one frame of tubelets
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if log_path.exists():  # keep the log of the steps the checkpoint holds, drop the rest
@@ -187,14 +252,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
                unit="step", disable=not progress or rank > 0)
     losses, tick, started = [], time.perf_counter(), time.perf_counter()
     for step in bar:
-        videos, captions = data.batch(range(step * cfg.batch_size + mine.start, step * cfg.batch_size + mine.stop))
+        image = cfg.p_image > 0 and np.random.default_rng([cfg.seed, 9, step]).random() < cfg.p_image
+        n = cfg.batch_size * (tubelets if image else 1)  # the global batch: as many images as frames of tubelets
+        mine = slice(rank * n // world, (rank + 1) * n // world)  # this process's share of it
+        videos, captions = (data.images(range(step * n + mine.start, step * n + mine.stop), image_frames) if image
+                            else data.batch(range(step * n + mine.start, step * n + mine.stop)))
         ids = model.tokenizer.batch(captions)
         # the global batch's randomness, drawn identically on every process; each takes its slice
-        t = obj.sample_t(cfg.batch_size, "cpu", generator)[mine]
-        drop = (torch.rand(cfg.batch_size, generator=generator) < cfg.p_uncond)[mine]
+        t = obj.sample_t(n, "cpu", generator)[mine]
+        drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[mine]
         z = codec.encode(videos.to(device))  # (b, C, T', H', W')
-        noise = torch.randn((cfg.batch_size, *z.shape[1:]), generator=generator)[mine]
-        known = draw_known(cfg.batch_size, z.shape[2] // pt, pt, cfg.p_known, generator)[mine] if cfg.p_known else None
+        noise = torch.randn((n, *z.shape[1:]), generator=generator)[mine]
+        known = (draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator)[mine]
+                 if cfg.p_known and not image else None)
         ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids).to(device)
         with autocast:
             loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device),
@@ -209,10 +279,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == last_step):
             seconds = time.perf_counter() - tick
-            n = len(losses)
-            record = {"step": done, "loss": round(sum(losses) / n, 5), "lr": sched.get_last_lr()[0],
-                      "grad_norm": round(float(grad_norm), 4), "steps_per_s": round(n / seconds, 3),
-                      "clips_per_s": round(n * cfg.batch_size / seconds, 2)}
+            k = len(losses)
+            record = {"step": done, "loss": round(sum(losses) / k, 5), "lr": sched.get_last_lr()[0],
+                      "grad_norm": round(float(grad_norm), 4), "steps_per_s": round(k / seconds, 3),
+                      "clips_per_s": round(k * cfg.batch_size / seconds, 2)}
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")

@@ -119,3 +119,38 @@ def test_a_time_per_frame_modulates_each_frame_of_tubelets():
     assert not torch.allclose(out, same)
     with pytest.raises(ValueError, match=r"one time per clip \(B,\) or per frame \(B, T\) = \(2, 8\)"):
         model(x, torch.zeros(2, 5), ids)
+
+
+@pytest.mark.parametrize("option", ["conv", "skips"])
+def test_small_model_options_keep_clips_apart_and_cost_flops(option):
+    config = get_preset("micro", **{option: True})
+    model = perturb(DiT(config)).eval()
+    x, t, ids = inputs(model)
+    out = model(x, t, ids)
+    assert out.shape == x.shape
+    x2 = x.clone()
+    x2[1] = torch.randn_like(x2[1])
+    torch.testing.assert_close(model(x2, t, ids)[[0, 2]], out[[0, 2]], atol=1e-5, rtol=1e-5)
+    assert flops_per_clip(config) > flops_per_clip(get_preset("micro"))
+
+
+def test_local_conv_mixes_exactly_the_3x3x3_neighbourhood():
+    from minisora.dit import LocalConv
+
+    local = perturb(LocalConv(8))
+    grid = (3, 4, 4)
+    cells = [(t, h, w) for t in range(3) for h in range(4) for w in range(4)]
+    x = torch.randn(1, len(cells), 8, requires_grad=True)
+    i = cells.index((1, 0, 2))
+    local(x, grid)[0, i].sum().backward()
+    touched = {cells[j] for j in range(len(cells)) if x.grad[0, j].abs().sum() > 0}
+    assert touched == {c for c in cells if all(abs(a - b) <= 1 for a, b in zip(c, cells[i]))}
+
+
+def test_conv_block_starts_as_the_block_without_it():
+    torch.manual_seed(0)
+    plain, conv = DiTBlock(16, 2, 16), DiTBlock(16, 2, 16, conv=True)
+    conv.load_state_dict(plain.state_dict(), strict=False)  # the conv branch keeps its zero init
+    args = (torch.randn(2, 12, 16), torch.randn(2, 16), torch.randn(2, 3, 16), torch.ones(2, 3, dtype=torch.bool),
+            (3, 2, 2))
+    torch.testing.assert_close(conv(*args), plain(*args))

@@ -146,3 +146,55 @@ def test_given_frames_must_be_whole_tubelets_and_are_kept(tmp_path):
     out = generate(model, codec, [None, "3"], steps=2, context=context, known=torch.arange(8) < 4)
     kept = codec.decode(codec.encode(context))  # given frames come back through the VAE
     torch.testing.assert_close(out[:, :, :4], kept[:, :, :4])
+
+
+def test_training_clips_one_clip_one_class_and_stills():
+    from minisora.train import TrainingClips
+
+    data = TrainingClips(0, (1,), 0.0, 100, classes=(3,), clips=1)
+    videos, captions = data.batch(range(4))
+    assert captions == ["3"] * 4  # one clip, over and over
+    assert all(torch.equal(v, videos[0]) for v in videos)
+    many = TrainingClips(0, (1, 2), 0.0, 100, classes=(4, 7))
+    _, captions = many.batch(range(20))
+    assert {w for c in captions for w in c.split(" and ")} <= {"4", "7"}
+    stills, captions = many.images(range(6), frames=2)
+    assert stills.shape == (6, 1, 2, 64, 64) and torch.equal(stills[:, :, 0], stills[:, :, 1])  # a frame held still
+    assert all(w in ("4", "7") for c in captions for w in c.split(" and "))
+
+
+def test_joint_image_training_and_model_options_train_and_resume(tmp_path):
+    torch.set_num_threads(1)
+    cfg = replace(QUICK, p_image=0.5, conv=True, skips=True, out=str(tmp_path / "straight"))
+    train(cfg, progress=False)
+    train(replace(cfg, out=str(tmp_path / "split"), stop_at=3), progress=False)
+    train(replace(cfg, out=str(tmp_path / "split")), resume=True, progress=False)
+    assert_same_state(weights(tmp_path / "straight" / "ckpt.pt"), weights(tmp_path / "split" / "ckpt.pt"))
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path):
+    train(replace(QUICK, out=str(tmp_path), stop_at=2), progress=False)
+    state = weights(tmp_path / "ckpt.pt")
+    del state["train"]["p_image"]  # as written by a version without joint image training
+    torch.save(state, tmp_path / "ckpt.pt")
+    summary = train(replace(QUICK, out=str(tmp_path)), resume=True, progress=False)
+    assert summary["steps_done"] == 6
+
+
+def test_cli_flags_are_made_from_the_config(tmp_path):
+    from minisora.cli import build_parser, config_from
+
+    args = build_parser().parse_args(["train", "--patch", "2", "2", "2", "--conv", "--num-digits", "1",
+                                      "--classes", "3", "5", "--precision", "bf16"])
+    cfg = config_from(args, TrainConfig)
+    assert (cfg.patch, cfg.conv, cfg.num_digits, cfg.classes, cfg.precision) == ((2, 2, 2), True, (1,), (3, 5), "bf16")
+    assert cfg.out == "runs/tiny" and cfg == replace(TrainConfig(), patch=(2, 2, 2), conv=True, num_digits=(1,),
+                                                   classes=(3, 5), precision="bf16")
+
+
+@pytest.mark.parametrize("bad, message", [(dict(p_image=1.5), "p_image is a probability"),
+                                          (dict(classes=(3, 12)), "classes must be digits 0-9"),
+                                          (dict(clips=0), "clips must be a positive")])
+def test_bad_settings_are_refused_where_they_enter(bad, message):
+    with pytest.raises(ValueError, match=message):
+        replace(QUICK, **bad)

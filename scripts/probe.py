@@ -1,0 +1,79 @@
+"""One probe of the recipe search (docs/recipe.md): train at a fixed FLOP budget, then evaluate.
+
+    python scripts/probe.py NAME --budget-tflop 60 -- --preset tiny --patch 2 2 2 --attention factorized
+
+The training flags after ``--`` are the train command's; ``--steps`` is set from the budget with the
+model's own FLOP count (``dit.flops_per_clip``, x3 for forward + backward; an image step counts its
+images at their own, smaller cost). The run goes to ``RUNS/NAME``; ``python -m minisora eval``
+scores its EMA weights, and one line (settings, cost, wall time, scores) is appended to
+``docs/probes.jsonl``, from which ``scripts/recipe_table.py`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from minisora.cli import build_parser, config_from
+from minisora.dit import VAE_FACTORS, flops_per_clip, get_preset, tokens_per_clip
+from minisora.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def step_flops(cfg: TrainConfig) -> float:
+    """Expected training FLOPs of one step: clips, or (a share p_image of steps) as many stills as frames of tubelets."""
+    overrides = {"patch": tuple(cfg.patch)} if cfg.patch else {}
+    model = get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae, conv=cfg.conv, skips=cfg.skips,
+                       in_channels=1 if cfg.vae == "none" else 4, **overrides)
+    clip = flops_per_clip(model)
+    still = replace(model, frames=VAE_FACTORS[cfg.vae][0] * model.patch[0])
+    images = tokens_per_clip(model)[0] * flops_per_clip(still)
+    return cfg.batch_size * ((1 - cfg.p_image) * clip + cfg.p_image * images)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="probe name (run folder RUNS/NAME)")
+    p.add_argument("--budget-tflop", type=float, default=60.0, help="training FLOPs of the probe, in TFLOP")
+    p.add_argument("--runs", default=os.path.expanduser("~/minisora-runs/probes"), help="where run folders go")
+    p.add_argument("--eval", default="--clips 50 --steps 30 --prediction-clips 50",
+                   help="flags for python -m minisora eval")
+    p.add_argument("--note", default="", help="what the probe changes, in a few words")
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, flags = p.parse_args(argv[:cut]), argv[cut + 1:]  # after "--": the train command's flags
+    run = Path(args.runs) / args.name
+    parsed = build_parser().parse_args(["train", *flags, "--out", str(run)])
+    cfg = config_from(parsed, TrainConfig)
+    steps = max(1, round(args.budget_tflop * 1e12 / step_flops(cfg)))
+    python = [sys.executable, "-m", "minisora"]
+    train = [*python, "train", *flags, "--steps", str(steps), "--out", str(run), "--sample-every", "0",
+             "--resume", "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(train, check=True)
+    train_s = time.perf_counter() - started
+    subprocess.run([*python, "eval", "--ckpt", str(run / "ckpt.pt"), "--out", str(run / "eval.json"), "--quiet",
+                    *args.eval.split()], check=True)
+    result = json.loads((run / "eval.json").read_text())
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    record = {"name": args.name, "note": args.note, "flags": " ".join(flags), "steps": steps,
+              "budget_tflop": args.budget_tflop, "step_gflop": round(step_flops(cfg) / 1e9, 2),
+              "train_wall_s": round(train_s), "final_loss": log[-1]["loss"], "eval_flags": args.eval,
+              "threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or None, "eval": result}
+    with (ROOT / "docs" / "probes.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    g = result["one_digit"]["generated"]
+    print(f"{args.name}: {steps} steps, {train_s / 60:.1f} min; one digit {g['alignment']:.0%}, identity "
+          f"{g['identity']:.0%}, speed error {g['median_speed_error_px']:.2f}, persistence "
+          f"{g['direction_persistence']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
