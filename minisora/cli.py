@@ -317,6 +317,8 @@ def add_eval_command(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale for text-to-video")
     p.add_argument("--steps", type=int, default=50, help="sampler steps for text-to-video")
     p.add_argument("--prediction-steps", type=int, default=25, help="sampler steps for prediction")
+    p.add_argument("--shift", type=float, default=None,
+                   help="rectified flow: sample with this time shift (default: the one the model trained with)")
     p.add_argument("--batch", type=int, default=50, help="clips generated at once")
     p.add_argument("--seed", type=int, default=0, help="seed of prompts, noise and the real reference clips")
     p.add_argument("--out", default="outputs/eval.json", help="JSON file for the results")
@@ -332,7 +334,7 @@ def run_eval(args) -> None:
 
     result = evaluate(args.ckpt, clips=args.clips, prediction_clips=args.prediction_clips, guidance=args.guidance,
                       steps=args.steps, prediction_steps=args.prediction_steps, batch=args.batch, seed=args.seed,
-                      device=args.device, progress=not args.quiet)
+                      device=args.device, progress=not args.quiet, shift=args.shift)
     result["command"] = args.command
     print(format_table(result))
     print(f"wrote {write_result(result, args.out)}")

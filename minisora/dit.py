@@ -16,7 +16,10 @@ Two options for small models (see ``docs/recipe.md`` for what each one measured)
 ``conv`` adds a depthwise 3x3x3 convolution over the token grid to each block,
 x = x + DWConv(LN(x)) (zero-initialised), so every token sees its spacetime neighbours whatever the
 attention mode; ``skips`` adds U-ViT's long skips (Bao et al. 2023, arXiv 2209.12152): the second
-half's block i takes Linear([x; x_skip]) where x_skip is the output of block depth-1-i.
+half's block i takes Linear([x; x_skip]) where x_skip is the output of block depth-1-i. ``rope`` replaces
+the added sin-cos positions by 3D rotary positions (RoFormer, Su et al. 2021, arXiv 2104.09864, one slice of
+each head per axis, as in Open-Sora and HunyuanVideo) with QK-norm (LayerNorm on queries and keys):
+attention scores then depend on the offset between tokens, not on where they are.
 
 The time is one per clip (B,), or one per latent frame (B, T): conditioning frames are given with
 time 0 (see ``diffusion.KnownFrames``), and each frame of tubelets is modulated by its own time.
@@ -33,7 +36,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .diffusion import TimestepEmbedding
-from .patches import PatchEmbed, sincos_nd, unpatchify
+from .patches import PatchEmbed, axis_dims, grid_coords, sincos_nd, unpatchify
 from .text import TextEncoder, Tokenizer
 from .vit import MLP, Attention
 
@@ -54,6 +57,7 @@ class DiTConfig:
     max_words: int = 96
     mlp_ratio: float = 4.0
     conv: bool = False  # a depthwise 3x3x3 convolution over the token grid in each block
+    rope: bool = False  # 3D rotary positions with QK-norm in self-attention, instead of added sin-cos positions
     skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
 
 
@@ -95,6 +99,44 @@ def per_token(values: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     return repeat(values, "b t k -> b (t hw) k", hw=grid[1] * grid[2])
 
 
+def rope_angles(grid: tuple[int, int, int], head_dim: int, base: float = 100.0) -> torch.Tensor:
+    """Rotary angles of every token of a (t, h, w) grid, (N, head_dim / 2): axis a gets a slice of the head with
+    angles p_a * base^(-2i/d_a). Base 100, not 10,000: grids here are a few dozen cells, so low frequencies beyond
+    that would be wasted."""
+    coords = grid_coords(grid)  # (N, 3)
+    parts = [coords[:, a:a + 1].double() * base ** (-torch.arange(d // 2, dtype=torch.float64) / (d // 2))
+             for a, d in enumerate(axis_dims(head_dim, 3))]  # (N, d_a / 2) each
+    return torch.cat(parts, dim=1).float()  # (N, head_dim / 2)
+
+
+def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """RoPE: rotate the pairs (x_i, x_{i + d/2}) of x (..., N, d) by angles (N, d/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class RotaryAttention(Attention):
+    """Self-attention with QK-norm and rotary positions: softmax(R_i LN(q_i) . R_j LN(k_j) / sqrt(d)) v_j."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__(dim, heads)
+        self.q_norm, self.k_norm = nn.LayerNorm(dim // heads, eps=1e-6), nn.LayerNorm(dim // heads, eps=1e-6)
+
+    def rotary_qkv(self, x: torch.Tensor, angles: torch.Tensor):
+        q, k, v = self.qkv_heads(x)  # (B, h, N, d) each
+        return rotate(self.q_norm(q), angles), rotate(self.k_norm(k), angles), v
+
+    def forward(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), angles (N, d/2) of the tokens of each sequence -> (B, N, D)."""
+        out = F.scaled_dot_product_attention(*self.rotary_qkv(x, angles))  # (B, h, N, d)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+    def weights(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        q, k, _ = self.rotary_qkv(x, angles)
+        return (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1)  # (B, h, N, N)
+
+
 class CrossAttention(nn.Module):
     """Queries from the video tokens, keys and values from the text tokens; padding words are masked."""
 
@@ -130,12 +172,12 @@ class DiTBlock(nn.Module):
     """adaLN-Zero block; ``mode`` is which tokens self-attention mixes: "full", "spatial" or "temporal"."""
 
     def __init__(self, dim: int, heads: int, text_dim: int, mode: str = "full", mlp_ratio: float = 4.0,
-                 conv: bool = False):
+                 conv: bool = False, rope: bool = False):
         super().__init__()
         self.mode = mode
         self.local = LocalConv(dim) if conv else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, heads)
+        self.attn = RotaryAttention(dim, heads) if rope else Attention(dim, heads)
         self.norm_cross, self.cross = nn.LayerNorm(dim), CrossAttention(dim, text_dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
@@ -145,13 +187,17 @@ class DiTBlock(nn.Module):
 
     def self_attention(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         t, h, w = grid
+        rotary = ()
+        if isinstance(self.attn, RotaryAttention):  # the angles of one sequence: a clip, a frame, or a position
+            angles = rope_angles(grid, self.attn.qkv.in_features // self.attn.heads).to(x)  # (t*h*w, d/2)
+            rotary = ({"full": angles, "spatial": angles[:h * w], "temporal": angles[::h * w]}[self.mode],)
         if self.mode == "full":
-            return self.attn(x)  # (B, t*h*w, D): all tokens of a clip
+            return self.attn(x, *rotary)  # (B, t*h*w, D): all tokens of a clip
         if self.mode == "spatial":
             x = rearrange(x, "b (t hw) d -> (b t) hw d", t=t)  # (B*t, h*w, D): one frame at a time
-            return rearrange(self.attn(x), "(b t) hw d -> b (t hw) d", t=t)
+            return rearrange(self.attn(x, *rotary), "(b t) hw d -> b (t hw) d", t=t)
         x = rearrange(x, "b (t hw) d -> (b hw) t d", t=t)  # (B*h*w, t, D): one position across time
-        return rearrange(self.attn(x), "(b hw) t d -> b (t hw) d", hw=h * w)
+        return rearrange(self.attn(x, *rotary), "(b hw) t d -> b (t hw) d", hw=h * w)
 
     def forward(self, x, c, text, words, grid):
         shift1, scale1, gate1, shift2, scale2, gate2 = per_token(self.adaLN(c), grid).chunk(6, dim=-1)  # (B, 1|N, D)
@@ -193,7 +239,7 @@ class DiT(nn.Module):
         self.time = TimestepEmbedding(config.dim)
         self.embed = PatchEmbed(config.in_channels, config.dim, config.patch)
         self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio,
-                                             config.conv) for mode in block_modes(config))
+                                             config.conv, config.rope) for mode in block_modes(config))
         # U-ViT long skips into the second half: Linear([x; x_skip]) (2D -> D)
         self.skips = nn.ModuleList(nn.Linear(2 * config.dim, config.dim)
                                    for _ in range(config.depth // 2)) if config.skips else None
@@ -227,7 +273,8 @@ class DiT(nn.Module):
         else:
             c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
         tokens, _ = self.embed(x)  # (B, t*h*w, D)
-        tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
+        if not self.config.rope:
+            tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
         half, saved = len(self.blocks) - len(self.skips or ()), []
         for i, block in enumerate(self.blocks):
             if i >= half:  # U-ViT: the second half takes the first half's outputs, last in, first out
@@ -249,14 +296,15 @@ def tokens_per_clip(config: DiTConfig) -> tuple[int, int, int]:
     return tuple(s // p for s, p in zip(latent, config.patch))
 
 
-def flops_per_clip(config: DiTConfig, training: bool = True) -> float:
+def flops_per_clip(config: DiTConfig, training: bool = True, words: int | None = None) -> float:
     """Matmul FLOPs to denoise one clip (x3 for a training step: forward + backward), as in PaLM's MFU.
 
     Per block and token: 2 * (4 D^2 self-attention projections + 2 D^2 cross q/out + 2 r D^2 MLP);
     attention scores and values 2 * 2 * D * (tokens it sees); cross-attention keys/values per word.
+    ``words`` is the prompt length the text encoder sees (the batch's longest; default: the most it takes).
     """
     t, h, w = tokens_per_clip(config)
-    n, d, L = t * h * w, config.dim, config.max_words
+    n, d, L = t * h * w, config.dim, words or config.max_words
     seen = {"full": n, "spatial": h * w, "temporal": t}
     per_block = [2 * n * (6 * d * d + 2 * config.mlp_ratio * d * d) + 4 * n * d * (seen[m] + L)
                  + 2 * L * config.text_dim * 2 * d for m in block_modes(config)]

@@ -129,18 +129,19 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
 
 def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, guidance: float = 4.0,
              steps: int = 50, prediction_steps: int = 25, batch: int = 50, seed: int = 0, device: str = "cpu",
-             progress: bool = True) -> dict:
+             progress: bool = True, shift: float | None = None) -> dict:
     """The whole evaluation of a DiT checkpoint, as a dict (what ``eval`` prints and writes)."""
     if clips < 2 or prediction_clips < 0:
         raise ValueError(f"clips must be at least 2 and prediction_clips at least 0, got {clips}, {prediction_clips}")
     started = time.perf_counter()
     model, train = load_dit(ckpt, device)
-    codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train), load_evaluator()
+    codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     result = {"checkpoint": str(shown), "settings": dict(clips=clips, prediction_clips=prediction_clips,
                                                        guidance=guidance, steps=steps,
-                                                       prediction_steps=prediction_steps, seed=seed)}
+                                                       prediction_steps=prediction_steps, seed=seed,
+                                                       **({"shift": shift} if shift else {}))}
     real_one, one_labels = real_clips(clips, 1, seed)
     real_two, two_labels = real_clips(clips, 2, seed)
     args = dict(guidance=guidance, steps=steps, batch=batch, seed=seed, progress=progress)

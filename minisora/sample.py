@@ -91,10 +91,11 @@ def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dic
     return model.to(device).eval(), dict(ckpt["train"])
 
 
-def objective_of(train: dict) -> GaussianDiffusion | RectifiedFlow:
-    """The objective a run trained with, from its saved settings (runs before ``shift`` existed used 1)."""
+def objective_of(train: dict, shift: float | None = None) -> GaussianDiffusion | RectifiedFlow:
+    """The objective a run trained with, from its saved settings (runs before ``shift`` existed used 1);
+    ``shift`` samples rectified flow with another time shift than the one it trained with."""
     if train["objective"] == "flow":
-        return RectifiedFlow(shift=train.get("shift", 1.0))
+        return RectifiedFlow(shift=shift or train.get("shift", 1.0))
     return make_objective(train["objective"])
 
 

@@ -83,6 +83,8 @@ class TextEncoder(nn.Module):
     """ids (B, L) -> token features (B, L, D), the padding mask (B, L) (True = a word) and a pooled (B, D).
 
     Word embeddings + fixed sin-cos positions, then pre-norm transformer blocks that attend over words only.
+    Padding after the batch's longest prompt is cut first (L = that length): it is masked everywhere, so the
+    result is the same, at a fraction of the cost for short prompts.
     """
 
     def __init__(self, vocab_size: int, dim: int, depth: int = 2, heads: int = 4, max_len: int = 96):
@@ -93,6 +95,7 @@ class TextEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids = ids[:, : int((ids != 0).any(0).nonzero().max()) + 1]  # (B, L): up to the longest prompt
         words = ids != 0  # (B, L): <pad> is id 0
         x = self.embed(ids) + self.positions[: ids.shape[1]]  # (B, L, D)
         attend = words[:, None, None, :]  # (B, 1, 1, L): every query sees the words, never the padding

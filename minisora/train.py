@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
 from .data import MovingMNIST
 from .digits import Digits, load_digits
-from .dit import PRESETS, VAE_FACTORS, DiT, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from .dit import PRESETS, VAE_FACTORS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
 from .sample import VideoCodec, generate, load_dit, objective_of
 from .viz import save_gif
@@ -56,6 +56,7 @@ class TrainConfig:
                                                       "attention then does more of the work", metavar=("PT", "PH", "PW"))
     conv: bool = option(False, "a depthwise 3x3x3 convolution over the token grid in each DiT block")
     skips: bool = option(False, "U-ViT long skips between the first and second half of the blocks")
+    rope: bool = option(False, "3D rotary positions with QK-norm in self-attention instead of added sin-cos positions")
     vae: str = option("frame", "the space the model denoises: latents of the shipped frame or spacetime VAE, "
                                "or pixels", choices=("frame", "spacetime", "none"))
     objective: str = option("flow", "rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear "
@@ -95,6 +96,12 @@ class TrainConfig:
                                        "never stopped")
     init: str | None = option(None, "start from these weights (exported, or a run's ckpt.pt) instead of a random "
                                     "initialisation")
+
+    def model_config(self) -> DiTConfig:
+        """The DiT these settings train: the preset, with the model settings above."""
+        overrides = {"patch": tuple(self.patch)} if self.patch else {}
+        return get_preset(self.preset, attention=self.attention, vae=self.vae, conv=self.conv, skips=self.skips,
+                          rope=self.rope, in_channels=1 if self.vae == "none" else 4, **overrides)
 
     def __post_init__(self):
         self.out = self.out or f"runs/{self.preset}"
@@ -171,9 +178,7 @@ def draw_known(batch: int, tubelets: int, tubelet: int, p: float, generator: tor
 def build(cfg: TrainConfig, device: torch.device):
     """Model, EMA, optimiser and schedule for a config (seeded; weights from ``cfg.init`` if given)."""
     torch.manual_seed(cfg.seed)
-    overrides = {"patch": tuple(cfg.patch)} if cfg.patch else {}
-    model = DiT(get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae, conv=cfg.conv, skips=cfg.skips,
-                           in_channels=1 if cfg.vae == "none" else 4, **overrides)).to(device)
+    model = DiT(cfg.model_config()).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         if start.config != model.config:

@@ -20,21 +20,36 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ladder import diagnose  # scripts/ladder.py
 from minisora.cli import build_parser, config_from
-from minisora.dit import VAE_FACTORS, flops_per_clip, get_preset, tokens_per_clip
-from minisora.train import TrainConfig
+from minisora.dit import VAE_FACTORS, flops_per_clip, tokens_per_clip
+from minisora.sample import VideoCodec, load_dit, objective_of
+from minisora.text import Tokenizer
+from minisora.train import TrainConfig, TrainingClips
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def prompt_words(cfg: TrainConfig, images: bool, batches: int = 30) -> float:
+    """The mean over a run's first batches of its longest prompt, in words: what the text encoder pays for."""
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, 10**6, classes=cfg.classes)
+    tokenizer, n = Tokenizer(), cfg.batch_size * (tokens_per_clip(cfg.model_config())[0] if images else 1)
+    longest = []
+    for b in range(batches):
+        captions = data.images(range(b * n, (b + 1) * n), 1)[1] if images else data.batch(range(b * n, (b + 1) * n))[1]
+        longest.append(max(len(tokenizer.words(c)) for c in captions))
+    return sum(longest) / batches
+
+
 def step_flops(cfg: TrainConfig) -> float:
-    """Expected training FLOPs of one step: clips, or (a share p_image of steps) as many stills as frames of tubelets."""
-    overrides = {"patch": tuple(cfg.patch)} if cfg.patch else {}
-    model = get_preset(cfg.preset, attention=cfg.attention, vae=cfg.vae, conv=cfg.conv, skips=cfg.skips,
-                       in_channels=1 if cfg.vae == "none" else 4, **overrides)
-    clip = flops_per_clip(model)
+    """Expected training FLOPs of one step: clips, or (a share p_image of steps) as many stills as frames of tubelets,
+    each with the text encoder's cost at the batch's longest prompt (padding after it is cut)."""
+    model = cfg.model_config()
+    clip = flops_per_clip(model, words=round(prompt_words(cfg, images=False)))
+    if not cfg.p_image:
+        return cfg.batch_size * clip
     still = replace(model, frames=VAE_FACTORS[cfg.vae][0] * model.patch[0])
-    images = tokens_per_clip(model)[0] * flops_per_clip(still)
+    images = tokens_per_clip(model)[0] * flops_per_clip(still, words=round(prompt_words(cfg, images=True)))
     return cfg.batch_size * ((1 - cfg.p_image) * clip + cfg.p_image * images)
 
 
@@ -62,11 +77,14 @@ def main() -> None:
     subprocess.run([*python, "eval", "--ckpt", str(run / "ckpt.pt"), "--out", str(run / "eval.json"), "--quiet",
                     *args.eval.split()], check=True)
     result = json.loads((run / "eval.json").read_text())
+    model, saved = load_dit(run / "ckpt.pt")
+    diagnostics = diagnose(model, VideoCodec(model.config.vae), objective_of(saved))
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     record = {"name": args.name, "note": args.note, "flags": " ".join(flags), "steps": steps,
               "budget_tflop": args.budget_tflop, "step_gflop": round(step_flops(cfg) / 1e9, 2),
               "train_wall_s": round(train_s), "final_loss": log[-1]["loss"], "eval_flags": args.eval,
-              "threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or None, "eval": result}
+              "threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or None, "eval": result,
+              "diagnostics": diagnostics}
     with (ROOT / "docs" / "probes.jsonl").open("a") as f:
         f.write(json.dumps(record) + "\n")
     g = result["one_digit"]["generated"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("probe", "change", "GFLOP/step", "steps", "train min (threads)", "final loss", "1 digit right",
-           "identity", "speed err px", "direction", "2 digits right", "10->10 MSE")
+           "identity", "speed err px", "direction", "2 digits right", "10->10 MSE", "x0 explained t=.7/.8")
 
 
 def row(r: dict) -> list[str]:
@@ -21,7 +21,12 @@ def row(r: dict) -> list[str]:
             f"{r['train_wall_s'] / 60:.0f} ({r['threads'] or '?'})", f"{r['final_loss']:.3f}",
             f"{one['alignment']:.0%}", f"{one['identity']:.0%}", f"{one['median_speed_error_px']:.2f}",
             f"{one['direction_persistence']:.2f}", f"{two['alignment']:.0%} of {two['readable']:.0%}",
-            "n/a" if mse is None else f"{mse:.0f}"]
+            "n/a" if mse is None else f"{mse:.0f}", x0_explained(r)]
+
+
+def x0_explained(r: dict) -> str:
+    x0 = r.get("diagnostics", {}).get("x0_explained", {})
+    return " / ".join(f"{x0[t]:.2f}" for t in ("0.7", "0.8") if t in x0) or "n/a"
 
 
 def main() -> None:

@@ -154,3 +154,28 @@ def test_conv_block_starts_as_the_block_without_it():
     args = (torch.randn(2, 12, 16), torch.randn(2, 16), torch.randn(2, 3, 16), torch.ones(2, 3, dtype=torch.bool),
             (3, 2, 2))
     torch.testing.assert_close(conv(*args), plain(*args))
+
+
+def test_rotary_attention_depends_on_offsets_only():
+    from minisora.dit import RotaryAttention, rope_angles
+
+    torch.manual_seed(0)
+    attn = perturb(RotaryAttention(32, 2))
+    grid = (4, 3, 3)
+    x = torch.randn(1, 4 * 3 * 3, 32)
+    angles = rope_angles(grid, 16)
+    shifted = rope_angles((6, 5, 5), 16).reshape(6, 5, 5, 8)[2:, 1:4, 2:5].reshape(-1, 8)  # the same grid, moved
+    torch.testing.assert_close(attn(x, angles), attn(x, shifted), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(attn(x, angles), attn(x, angles.flip(0)), atol=1e-3)
+
+
+@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_rope_model_keeps_clips_apart_and_any_grid(attention):
+    model = perturb(DiT(get_preset("micro", attention=attention, rope=True))).eval()
+    x, t, ids = inputs(model)
+    out = model(x, t, ids)
+    x2 = x.clone()
+    x2[1] = torch.randn_like(x2[1])
+    torch.testing.assert_close(model(x2, t, ids)[[0, 2]], out[[0, 2]], atol=1e-5, rtol=1e-5)
+    other = torch.randn(2, 4, 8, 32, 24)
+    assert model(other, t[:2], ids[:2]).shape == other.shape
