@@ -51,6 +51,9 @@ class TrainConfig:
     preset: str = option("tiny", "model size (see dit.PRESETS)", choices=tuple(PRESETS))
     attention: str = option("full", "full: joint spacetime attention; factorized: blocks alternate spatial and "
                                     "temporal attention", choices=("full", "factorized"))
+    dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
+    depth: int | None = option(None, "number of DiT blocks instead of the preset's")
+    heads: int | None = option(None, "attention heads instead of the preset's")
     patch: tuple[int, int, int] | None = option(None, "tubelet size in latent cells (frames, height, width), instead "
                                                       "of the preset's; smaller tubelets make more tokens: slower, but "
                                                       "attention then does more of the work", metavar=("PT", "PH", "PW"))
@@ -99,7 +102,8 @@ class TrainConfig:
 
     def model_config(self) -> DiTConfig:
         """The DiT these settings train: the preset, with the model settings above."""
-        overrides = {"patch": tuple(self.patch)} if self.patch else {}
+        overrides = {k: v for k, v in dict(patch=self.patch, dim=self.dim, depth=self.depth, heads=self.heads).items()
+                     if v is not None}
         return get_preset(self.preset, attention=self.attention, vae=self.vae, conv=self.conv, skips=self.skips,
                           rope=self.rope, in_channels=1 if self.vae == "none" else 4, **overrides)
 
