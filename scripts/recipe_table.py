@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("probe", "change", "GFLOP/step", "steps", "train min (threads)", "final loss", "1 digit right",
            "identity", "speed err px", "direction", "2 digits right", "10->10 MSE", "x0 explained t=.7/.8")
@@ -32,7 +34,8 @@ def x0_explained(r: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--probes", default=str(ROOT / "docs" / "probes.jsonl"), help="probe records")
-    p.add_argument("--chart", default=None, help="also draw one-digit agreement per probe as a PNG")
+    p.add_argument("--chart", default=None, help="also draw, per probe, one-digit agreement and how much of a clean "
+                                                 "latent its prediction explains at t = 0.7 and 0.8, as a PNG")
     args = p.parse_args()
     records = [json.loads(line) for line in Path(args.probes).read_text().splitlines() if line.strip()]
     print("| " + " | ".join(COLUMNS) + " |")
@@ -42,11 +45,16 @@ def main() -> None:
     if args.chart:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(7, 0.35 * len(records) + 1), layout="tight")
+        fig = Figure(figsize=(7, 0.45 * len(records) + 1.2), layout="tight")
         ax = fig.subplots()
-        names = [r["name"] for r in records][::-1]
-        ax.barh(names, [r["eval"]["one_digit"]["generated"]["alignment"] for r in records][::-1])
-        ax.set(xlabel="one-digit prompts read as the prompt's digit", xlim=(0, 1))
+        y = np.arange(len(records))[::-1]
+        bars = {"one-digit prompts read right": lambda r: r["eval"]["one_digit"]["generated"]["alignment"],
+                "x0 explained, t = 0.7": lambda r: r["diagnostics"]["x0_explained"]["0.7"],
+                "x0 explained, t = 0.8": lambda r: r["diagnostics"]["x0_explained"]["0.8"]}
+        for k, (label, value) in enumerate(bars.items()):
+            ax.barh(y + (1 - k) * 0.27, [value(r) for r in records], height=0.27, label=label)
+        ax.set(yticks=y, yticklabels=[r["name"] for r in records], xlim=(0, 1), xlabel="share")
+        ax.legend(loc="lower right", fontsize=8)
         fig.savefig(args.chart, dpi=110)
 
 
