@@ -12,7 +12,7 @@ alternate between *spatial* attention (tokens of one frame) and *temporal* atten
 position across frames), as in Latte and Open-Sora. Positions are fixed 3D sin-cos, so the grid
 can change between training and sampling. Attention never crosses clips: a batch is a batch.
 
-Two options for small models (see ``docs/recipe.md`` for what each one measured):
+Options for small models (see ``docs/recipe.md`` for what each one measured):
 ``conv`` adds a depthwise 3x3x3 convolution over the token grid to each block,
 x = x + DWConv(LN(x)) (zero-initialised), so every token sees its spacetime neighbours whatever the
 attention mode; ``skips`` adds U-ViT's long skips (Bao et al. 2023, arXiv 2209.12152): the second
@@ -27,6 +27,7 @@ time 0 (see ``diffusion.KnownFrames``), and each frame of tubelets is modulated 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -99,6 +100,7 @@ def per_token(values: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     return repeat(values, "b t k -> b (t hw) k", hw=grid[1] * grid[2])
 
 
+@functools.lru_cache(maxsize=16)  # every block of every step asks for the same few grids
 def rope_angles(grid: tuple[int, int, int], head_dim: int, base: float = 100.0) -> torch.Tensor:
     """Rotary angles of every token of a (t, h, w) grid, (N, head_dim / 2): axis a gets a slice of the head with
     angles p_a * base^(-2i/d_a). Base 100, not 10,000: grids here are a few dozen cells, so low frequencies beyond
@@ -275,12 +277,13 @@ class DiT(nn.Module):
         tokens, _ = self.embed(x)  # (B, t*h*w, D)
         if not self.config.rope:
             tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
-        half, saved = len(self.blocks) - len(self.skips or ()), []
+        skips, saved = list(self.skips or ()), []
+        first_out = len(self.blocks) - len(skips)  # U-ViT: the last len(skips) blocks take the first ones' outputs
         for i, block in enumerate(self.blocks):
-            if i >= half:  # U-ViT: the second half takes the first half's outputs, last in, first out
-                tokens = self.skips[i - half](torch.cat([tokens, saved.pop()], dim=-1))  # (B, N, 2D) -> (B, N, D)
+            if i >= first_out:  # last in, first out
+                tokens = skips[i - first_out](torch.cat([tokens, saved.pop()], dim=-1))  # (B, N, 2D) -> (B, N, D)
             tokens = block(tokens, c, text, words, grid)
-            if self.skips is not None and i < len(self.skips):
+            if i < len(skips):
                 saved.append(tokens)
         return unpatchify(self.final(tokens, c, grid), grid, self.config.patch)  # (B, C, T, H, W)
 

@@ -96,6 +96,8 @@ def objective_of(train: dict, shift: float | None = None) -> GaussianDiffusion |
     ``shift`` samples rectified flow with another time shift than the one it trained with."""
     if train["objective"] == "flow":
         return RectifiedFlow(shift=shift or train.get("shift", 1.0))
+    if shift:
+        raise ValueError(f"shift is a setting of rectified flow; this model was trained with {train['objective']!r}")
     return make_objective(train["objective"])
 
 

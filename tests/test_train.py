@@ -198,3 +198,11 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
 def test_bad_settings_are_refused_where_they_enter(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(QUICK, **bad)
+
+
+def test_a_sampling_shift_is_refused_for_ddpm():
+    from minisora.sample import objective_of
+
+    assert objective_of({"objective": "flow", "shift": 3.0}, shift=1.5).shift == 1.5
+    with pytest.raises(ValueError, match="shift is a setting of rectified flow"):
+        objective_of({"objective": "ddpm"}, shift=1.5)
