@@ -35,10 +35,11 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora",
-                    keys: tuple[str, ...] | None = None) -> dict:
+                    keys: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> dict:
     """Load a checkpoint safely; missing, unreadable or wrong files get an error that says which and why.
 
-    ``keys``, if given, are the top-level keys a ``kind`` checkpoint (e.g. "VAE") must have.
+    ``keys``, if given, are the top-level keys a ``kind`` checkpoint (e.g. "VAE") must have; ``optional``
+    ones it may have as well.
     """
     path = Path(path)
     if not path.is_file():
@@ -48,7 +49,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora"
     except Exception as e:  # truncated, corrupt, or not a torch file at all
         raise ValueError(f"checkpoint {path} could not be read as a weights-only torch checkpoint "
                          f"(corrupt, truncated or not a checkpoint?): {type(e).__name__}: {e}") from e
-    if keys is not None and (not isinstance(ckpt, dict) or set(ckpt) != set(keys)):
+    if keys is not None and (not isinstance(ckpt, dict) or not set(keys) <= set(ckpt) <= {*keys, *optional}):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind} checkpoint: "
                          f"expected keys {sorted(keys)}, got {found}")

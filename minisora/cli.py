@@ -201,6 +201,12 @@ def run_train_denoiser(args) -> None:
           f"evaluator accuracy by guidance scale {sweep}; weights {out}")
 
 
+def option(default, help: str, **cli):
+    """A config field: its default and its help text, from which ``add_config_flags`` makes the flag
+    (``cli`` holds extra argparse settings, e.g. choices or metavar)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
 def add_config_flags(p: argparse.ArgumentParser, config_class) -> None:
     """One flag per field of a config dataclass, from its type, default and ``metadata`` (help, choices, metavar):
     ``batch_size: int`` -> ``--batch-size N``, ``tuple[int, ...]`` -> several values, ``bool`` -> ``--x/--no-x``."""
@@ -225,6 +231,30 @@ def config_from(args: argparse.Namespace, config_class):
     """The config dataclass from parsed flags (lists back to tuples)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)}
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def add_train_aligner_command(subparsers) -> None:
+    from .train_aligner import AlignerConfig
+
+    p = subparsers.add_parser(
+        "train-aligner", help="train the frozen frame encoder that REPA aligns the DiT with (train --repa)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a small CNN to label each 8x8-pixel cell of Moving MNIST frames of train digits with "
+                    "the digit covering it (or background), report its accuracy on clips of test digits, and save "
+                    "weights plus a JSON manifest. It is never the evaluator: the evaluator only judges samples.")
+    add_config_flags(p, AlignerConfig)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train_aligner)
+
+
+def run_train_aligner(args) -> None:
+    from .train_aligner import AlignerConfig, train_aligner
+
+    cfg = config_from(args, AlignerConfig)
+    _, s = train_aligner(cfg, progress=not args.quiet, command=args.command)
+    a = s["accuracy"]
+    print(f"aligner: {a['digit_cells']:.1%} of digit cells and {a['all_cells']:.1%} of all cells labelled right on "
+          f"{a['test_clips']} clips of test digits, {s['steps']} steps in {s['wall_time_s']:.0f} s; weights {cfg.out}")
 
 
 def add_train_command(subparsers) -> None:
@@ -350,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_evaluator_command(subparsers)
     add_train_vae_command(subparsers)
     add_train_denoiser_command(subparsers)
+    add_train_aligner_command(subparsers)
     add_train_command(subparsers)
     add_sample_command(subparsers)
     add_eval_command(subparsers)

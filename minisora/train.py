@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +29,16 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
+from .cli import option
 from .data import MovingMNIST
 from .digits import Digits, load_digits
 from .dit import PRESETS, VAE_FACTORS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
+from .repa import Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
-
-
-def option(default, help: str, **cli):
-    """A setting: its default and its help text (the CLI's flags are made from these; see ``cli.add_config_flags``)."""
-    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
@@ -80,6 +77,8 @@ class TrainConfig:
                                   "which teaches video prediction, extension and interpolation; 0: text-to-video only")
     p_image: float = option(0.0, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
+    repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
+                              "frozen aligner's features of the clean frames (python -m minisora train-aligner); 0: off")
     num_digits: tuple[int, ...] = option((1, 2), "digits per clip; clips cycle through the values given")
     classes: tuple[int, ...] = option(tuple(range(10)), "digit classes the clips are drawn from (the debugging "
                                                         "ladder trains on one class, then all ten)")
@@ -112,6 +111,8 @@ class TrainConfig:
         for name in ("p_uncond", "p_descriptive", "p_known", "p_image"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability: expected a value in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.repa < float("inf"):
+            raise ValueError(f"repa is a loss weight: expected a finite value >= 0, got {self.repa}")
         if not self.classes or not set(self.classes) <= set(range(10)):
             raise ValueError(f"classes must be digits 0-9, got {self.classes}")
         if self.clips is not None and self.clips < 1:
@@ -189,26 +190,31 @@ def build(cfg: TrainConfig, device: torch.device):
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
     ema = EMA(model, cfg.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return model, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
+    projector = Projector(model.config.dim, load_aligner(device=device).dim).to(device) if cfg.repa else None
+    params = [*model.parameters(), *(projector.parameters() if projector else ())]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, projector, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
 
 
-def checkpoint_state(cfg, model, ema, opt, sched, step, generator) -> dict:
+def checkpoint_state(cfg, model, projector, ema, opt, sched, step, generator) -> dict:
     return {"config": asdict(model.config), "train": asdict(cfg), "model": model.state_dict(),
             "ema": ema.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "step": step, "generator": generator.get_state()}
+            "step": step, "generator": generator.get_state(),
+            **({"projector": projector.state_dict()} if projector else {})}
 
 
 CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step", "generator")
+OPTIONAL_KEYS = ("projector",)  # REPA's MLP, in runs with --repa
 
 
 FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")  # may change on resume
 
 
-def restore(cfg: TrainConfig, ckpt_path: Path, device, model, ema, opt, sched, generator) -> int:
+def restore(cfg: TrainConfig, ckpt_path: Path, device, model, projector, ema, opt, sched, generator) -> int:
     """Load a run's checkpoint into the model, EMA, optimiser, schedule and generator; returns its step.
     Refuses a checkpoint made with other settings (settings it predates count as their defaults)."""
-    state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS)
+    state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS,
+                            optional=OPTIONAL_KEYS)
     given = {k: v for k, v in asdict(cfg).items() if k not in FREE}
     saved = {**asdict(TrainConfig()), **state["train"]}
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in given}  # JSON-like lists
@@ -216,6 +222,8 @@ def restore(cfg: TrainConfig, ckpt_path: Path, device, model, ema, opt, sched, g
         diff = {k: (saved.get(k), v) for k, v in given.items() if saved.get(k) != v}
         raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
     model.load_state_dict(state["model"])
+    if projector:
+        projector.load_state_dict(state["projector"])
     ema.model.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -234,11 +242,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ['LOCAL_RANK'])}")
     out, version = Path(cfg.out), code_version()
     ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
-    model, ema, opt, sched = build(cfg, device)
+    model, projector, ema, opt, sched = build(cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same stream on every device
     start_step = 0
     if resume and ckpt_path.exists():
-        start_step = restore(cfg, ckpt_path, device, model, ema, opt, sched, generator)
+        start_step = restore(cfg, ckpt_path, device, model, projector, ema, opt, sched, generator)
     elif resume and rank == 0:
         print(f"no checkpoint at {ckpt_path}: starting a new run")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -251,6 +259,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     pt = model.config.patch[0]
     tubelets = tokens_per_clip(model.config)[0]  # frames of tubelets in a clip
     image_frames = VAE_FACTORS[cfg.vae][0] * pt  # an image: one frame of tubelets
+    if projector:  # REPA: keep the aligned block's output tokens of each forward pass
+        aligner, hidden = load_aligner(device=device), {}
+        model.blocks[aligned_block(model.config.depth)].register_forward_hook(
+            lambda module, inputs, output: hidden.update(tokens=output))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if log_path.exists():  # keep the log of the steps the checkpoint holds, drop the rest
@@ -259,7 +271,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
     bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
                unit="step", disable=not progress or rank > 0)
-    losses, tick, started = [], time.perf_counter(), time.perf_counter()
+    losses, aligns, tick, started = [], [], time.perf_counter(), time.perf_counter()
     for step in bar:
         image = cfg.p_image > 0 and np.random.default_rng([cfg.seed, 9, step]).random() < cfg.p_image
         n = cfg.batch_size * (tubelets if image else 1)  # the global batch: as many images as frames of tubelets
@@ -278,9 +290,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         with autocast:
             loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device),
                             known=None if known is None else known.to(device))
+            if projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y)
+                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, videos.to(device), model.check(z)))
+                aligns.append(align.item())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        (loss + cfg.repa * align if projector else loss).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.grad_clip)
         opt.step()
         sched.step()
         ema.update(model, step)
@@ -291,13 +306,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             k = len(losses)
             record = {"step": done, "loss": round(sum(losses) / k, 5), "lr": sched.get_last_lr()[0],
                       "grad_norm": round(float(grad_norm), 4), "steps_per_s": round(k / seconds, 3),
-                      "clips_per_s": round(k * cfg.batch_size / seconds, 2)}
+                      "clips_per_s": round(k * cfg.batch_size / seconds, 2),
+                      **({"align": round(sum(aligns) / k, 4)} if aligns else {})}
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
-            losses, tick = [], time.perf_counter()
+            losses, aligns, tick = [], [], time.perf_counter()
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == last_step):
-            save_checkpoint(checkpoint_state(cfg, model, ema, opt, sched, done, generator), ckpt_path)
+            save_checkpoint(checkpoint_state(cfg, model, projector, ema, opt, sched, done, generator), ckpt_path)
         if rank == 0 and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
             write_samples(ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
     summary = {"run": str(out), "steps_done": last_step, "steps_planned": cfg.steps,
@@ -373,7 +389,8 @@ def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
     one-digit samples the evaluator reads as the prompted digit (5 per digit, guidance 4, 25 steps)."""
     from .sample import load_dit
 
-    state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS)
+    state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS,
+                            optional=OPTIONAL_KEYS)
     path = Path(path)
     save_checkpoint({"config": state["config"], "train": state["train"], "ema": state["ema"]}, path)
     model, train_config = load_dit(path)

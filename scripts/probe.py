@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from ladder import diagnose  # scripts/ladder.py
 from minisora.cli import build_parser, config_from
+from minisora import repa
 from minisora.dit import VAE_FACTORS, flops_per_clip, tokens_per_clip
 from minisora.sample import VideoCodec, load_dit, objective_of
 from minisora.text import Tokenizer
@@ -43,13 +45,21 @@ def prompt_words(cfg: TrainConfig, images: bool, batches: int = 30) -> float:
 
 def step_flops(cfg: TrainConfig) -> float:
     """Expected training FLOPs of one step: clips, or (a share p_image of steps) as many stills as frames of tubelets,
-    each with the text encoder's cost at the batch's longest prompt (padding after it is cut)."""
+    each with the text encoder's cost at the batch's longest prompt (padding after it is cut) and REPA's, if on."""
     model = cfg.model_config()
-    clip = flops_per_clip(model, words=round(prompt_words(cfg, images=False)))
+
+    def alignment(config) -> float:  # REPA: the frozen encoder on every frame, the projector on every token
+        if not cfg.repa:
+            return 0.0
+        return config.frames * repa.flops_per_frame(size=config.size) + math.prod(tokens_per_clip(config)) * \
+            repa.projector_flops(config.dim, repa.load_aligner().dim)
+
+    clip = flops_per_clip(model, words=round(prompt_words(cfg, images=False))) + alignment(model)
     if not cfg.p_image:
         return cfg.batch_size * clip
     still = replace(model, frames=VAE_FACTORS[cfg.vae][0] * model.patch[0])
-    images = tokens_per_clip(model)[0] * flops_per_clip(still, words=round(prompt_words(cfg, images=True)))
+    images = tokens_per_clip(model)[0] * (flops_per_clip(still, words=round(prompt_words(cfg, images=True)))
+                                          + alignment(still))
     return cfg.batch_size * ((1 - cfg.p_image) * clip + cfg.p_image * images)
 
 

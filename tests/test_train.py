@@ -165,11 +165,15 @@ def test_training_clips_one_clip_one_class_and_stills():
 
 def test_joint_image_training_and_model_options_train_and_resume(tmp_path):
     torch.set_num_threads(1)
-    cfg = replace(QUICK, p_image=0.5, conv=True, skips=True, out=str(tmp_path / "straight"))
+    cfg = replace(QUICK, p_image=0.5, conv=True, skips=True, repa=0.5, out=str(tmp_path / "straight"))
     train(cfg, progress=False)
     train(replace(cfg, out=str(tmp_path / "split"), stop_at=3), progress=False)
     train(replace(cfg, out=str(tmp_path / "split")), resume=True, progress=False)
-    assert_same_state(weights(tmp_path / "straight" / "ckpt.pt"), weights(tmp_path / "split" / "ckpt.pt"))
+    a, b = weights(tmp_path / "straight" / "ckpt.pt"), weights(tmp_path / "split" / "ckpt.pt")
+    assert_same_state(a, b)
+    for name in a["projector"]:  # REPA's MLP is trained and resumed too
+        torch.testing.assert_close(a["projector"][name], b["projector"][name], atol=0, rtol=0)
+    assert "align" in (tmp_path / "split" / "log.jsonl").read_text()
 
 
 def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path):
@@ -194,7 +198,9 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [(dict(p_image=1.5), "p_image is a probability"),
                                           (dict(classes=(3, 12)), "classes must be digits 0-9"),
-                                          (dict(clips=0), "clips must be a positive")])
+                                          (dict(clips=0), "clips must be a positive"),
+                                          (dict(repa=-1.0), "repa is a loss weight"),
+                                          (dict(repa=float("nan")), "repa is a loss weight")])
 def test_bad_settings_are_refused_where_they_enter(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(QUICK, **bad)
