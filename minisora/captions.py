@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # only for type hints: data.py imports this module
-    from .data import Motion, MovingMNISTConfig
+from .motion import Motion, MovingMNISTConfig, get_config, sample_motion
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Where a digit starts, by (row third, column third) of its centre.
@@ -140,8 +137,6 @@ def expand_prompt(prompt: str, seed: int = 0, config: MovingMNISTConfig | str = 
     The motion is sampled from the data's own distribution (seeded, so the same prompt and seed
     always expand the same way), then described exactly as training clips are.
     """
-    from .data import get_config, sample_motion  # data.py imports this module
-
     labels = parse_prompt(prompt)
     config = get_config(config, num_digits=len(labels))
     motion = sample_motion(np.random.default_rng([seed, len(labels), *labels]), config)

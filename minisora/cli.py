@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
-import types
-import typing
 
-from .data import PRESETS, TEST_SET
+from .config import add_config_flags, config_from
+from .data import TEST_SET
+from .motion import PRESETS
 
 
 def add_data_command(subparsers) -> None:
@@ -199,38 +198,6 @@ def run_train_denoiser(args) -> None:
     sweep = ", ".join(f"{k}: {v['accuracy']:.1%}" for k, v in s["eval"]["guidance"].items())
     print(f"{args.objective} denoiser: loss {s['final_loss']}, {s['steps']} steps in {s['wall_time_s']:.0f} s; "
           f"evaluator accuracy by guidance scale {sweep}; weights {out}")
-
-
-def option(default, help: str, **cli):
-    """A config field: its default and its help text, from which ``add_config_flags`` makes the flag
-    (``cli`` holds extra argparse settings, e.g. choices or metavar)."""
-    return dataclasses.field(default=default, metadata={"help": help, **cli})
-
-
-def add_config_flags(p: argparse.ArgumentParser, config_class) -> None:
-    """One flag per field of a config dataclass, from its type, default and ``metadata`` (help, choices, metavar):
-    ``batch_size: int`` -> ``--batch-size N``, ``tuple[int, ...]`` -> several values, ``bool`` -> ``--x/--no-x``."""
-    hints = typing.get_type_hints(config_class)
-    for f in dataclasses.fields(config_class):
-        kind = hints[f.name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
-            kind = args[0]
-        flag, extra = "--" + f.name.replace("_", "-"), {k: v for k, v in f.metadata.items() if k != "help"}
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
-            continue
-        if typing.get_origin(kind) is tuple:
-            items = typing.get_args(kind)
-            extra.setdefault("nargs", "+" if items[-1] is Ellipsis else len(items))
-            kind = items[0]
-        p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"], **extra)
-
-
-def config_from(args: argparse.Namespace, config_class):
-    """The config dataclass from parsed flags (lists back to tuples)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)}
-    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def add_train_aligner_command(subparsers) -> None:

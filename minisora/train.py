@@ -29,7 +29,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
-from .cli import option
+from .config import option
 from .data import MovingMNIST
 from .digits import Digits, load_digits
 from .dit import PRESETS, VAE_FACTORS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip

@@ -11,13 +11,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, save_checkpoint, write_manifest
-from .cli import option
+from .config import option
 from .data import MovingMNIST
 from .optim import warmup_cosine
 from .repa import ALIGNER_PATH, BACKGROUND, FrameEncoder, cell_labels
