@@ -157,7 +157,8 @@ def add_train_vae_command(subparsers) -> None:
 
 
 def run_train_vae(args) -> None:
-    from .train_vae import VAE_PATHS, train_vae
+    from .train_vae import train_vae
+    from .vae import VAE_PATHS
 
     out = args.out or VAE_PATHS[args.kind]
     _, s = train_vae(args.kind, args.steps, args.batch_size, args.lr, args.kl_weight, args.seed, args.device,

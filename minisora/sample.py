@@ -18,7 +18,7 @@ from .checkpoint import load_checkpoint
 from .diffusion import FAST_SAMPLER, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
 from .digits import DATA_DIR
 from .dit import VAE_FACTORS, DiT, DiTConfig
-from .train_vae import load_vae
+from .vae import load_vae
 from .vae import VAE
 
 DIT_PATH = DATA_DIR / "dit_tiny.pt"

@@ -15,14 +15,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
+from .checkpoint import code_version, device_name, save_checkpoint, write_manifest
 from .data import MovingMNIST, standard_test_set
-from .digits import DATA_DIR
 from .metrics import psnr, ssim
 from .optim import warmup_cosine
-from .vae import KL_WEIGHT, VAE, VAEConfig
+from .vae import KL_WEIGHT, VAE, VAEConfig, encode_decode_ms
 
-VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "spacetime": DATA_DIR / "vae_spacetime.pt"}
 
 
 def clips(dataset: MovingMNIST, start: int, n: int, device: str = "cpu") -> torch.Tensor:
@@ -93,29 +91,3 @@ def train_vae(kind: str = "frame", steps: int = 6000, batch_size: int = 4, lr: f
         summary["weights_bytes"] = out.stat().st_size
         write_manifest(summary, out.with_suffix(".json"))
     return vae, summary
-
-
-@torch.no_grad()
-def encode_decode_ms(vae: VAE, repeats: int = 5) -> float:
-    """Milliseconds to encode and decode one standard 20-frame 64x64 clip on the CPU (median of repeats)."""
-    cpu = VAE(vae.config)
-    cpu.load_state_dict(vae.state_dict())
-    x = torch.rand(1, 1, 20, 64, 64)
-    cpu.reconstruct(x)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        cpu.reconstruct(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
-
-
-def load_vae(kind_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
-    """A shipped VAE by kind ("frame", "spacetime") or any checkpoint written by :func:`train_vae`."""
-    path = VAE_PATHS.get(str(kind_or_path), Path(kind_or_path))
-    ckpt = load_checkpoint(path, map_location=device, kind="VAE", keys=("config", "model"))
-    config = dict(ckpt["config"])
-    config["channels"] = tuple(config["channels"])
-    vae = VAE(VAEConfig(**config))
-    vae.load_state_dict(ckpt["model"])
-    return vae.to(device).eval()

@@ -18,12 +18,19 @@ diffusion does) rescales them to unit variance for the diffusion model.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from .checkpoint import load_checkpoint
+from .digits import DATA_DIR
+
+VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "spacetime": DATA_DIR / "vae_spacetime.pt"}
 
 KL_WEIGHT = 1e-3  # beta: enough to keep latents Gaussian-like, small enough to keep digits sharp
 
@@ -193,3 +200,29 @@ class VAE(nn.Module):
         c = self.config
         latent = c.latent_channels * (T // c.temporal_factor) * (H // c.spatial_factor) * (W // c.spatial_factor)
         return c.in_channels * T * H * W / latent
+
+
+def load_vae(kind_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
+    """A shipped VAE by kind ("frame", "spacetime") or any checkpoint written by ``train_vae.train_vae``."""
+    path = VAE_PATHS.get(str(kind_or_path), Path(kind_or_path))
+    ckpt = load_checkpoint(path, map_location=device, kind="VAE", keys=("config", "model"))
+    config = dict(ckpt["config"])
+    config["channels"] = tuple(config["channels"])
+    vae = VAE(VAEConfig(**config))
+    vae.load_state_dict(ckpt["model"])
+    return vae.to(device).eval()
+
+
+@torch.no_grad()
+def encode_decode_ms(vae: VAE, repeats: int = 5) -> float:
+    """Milliseconds to encode and decode one standard 20-frame 64x64 clip on the CPU (median of repeats)."""
+    cpu = VAE(vae.config)
+    cpu.load_state_dict(vae.state_dict())
+    x = torch.rand(1, 1, 20, 64, 64)
+    cpu.reconstruct(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        cpu.reconstruct(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[len(times) // 2]

@@ -7,7 +7,8 @@ import torch
 
 from minisora.data import standard_test_set
 from minisora.metrics import psnr
-from minisora.train_vae import VAE_PATHS, clips, load_vae
+from minisora.train_vae import clips
+from minisora.vae import VAE_PATHS, load_vae
 from minisora.vae import VAE, DiagonalGaussian, VAEConfig
 
 FLOORS = {"frame": 28.0, "spacetime": 25.0}  # well under the measured quality: catches a broken VAE, not noise
