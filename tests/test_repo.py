@@ -54,3 +54,32 @@ def test_notebook_is_clean_and_executed_in_order(path):
 
 def test_there_are_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each minisora module -> the minisora modules it imports (at the top or inside a function)."""
+    import ast
+
+    graph = {}
+    for path in (ROOT / "minisora").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module.split(".")[0] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    return graph
+
+
+def test_only_trainers_import_training_modules_and_no_import_loops():
+    graph = package_imports()
+    for module, imports in graph.items():
+        trainers = {m for m in imports if m.startswith("train")}
+        if trainers and not (module.startswith("train") or module == "cli"):
+            raise AssertionError(f"{module}.py imports the training module(s) {sorted(trainers)}")
+    for module in graph:  # depth-first search for a path back to the module
+        seen, stack = set(), [(module, [module])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                assert nxt != module, f"import loop: {' -> '.join(path + [nxt])}"
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
