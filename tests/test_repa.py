@@ -63,3 +63,17 @@ def test_a_missing_or_foreign_aligner_is_refused(tmp_path):
     torch.save({"config": {}, "model": {}}, tmp_path / "evaluator.pt")
     with pytest.raises(ValueError, match="not an aligner checkpoint"):
         load_aligner(tmp_path / "evaluator.pt")
+
+
+def test_flop_counts_match_torchs_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from minisora.repa import flops_per_frame, projector_flops
+
+    with FlopCounterMode(display=False) as counter:
+        FrameEncoder(64)(torch.rand(1, 1, 64, 64))
+    assert counter.get_total_flops() == flops_per_frame(64, 64)
+    h = torch.randn(1, 10, 128, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        Projector(128, 64)(h).sum().backward()  # forward and backward, as in training
+    assert counter.get_total_flops() == 10 * projector_flops(128, 64)
