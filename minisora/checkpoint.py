@@ -20,7 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _atomic_write(path: Path, write) -> Path:
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -31,7 +32,7 @@ def _atomic_write(path: Path, write) -> Path:
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Save a dict of tensors (and plain Python values) atomically."""
-    return _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora",
@@ -58,7 +59,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora"
 
 def write_manifest(manifest: dict, path: str | Path) -> Path:
     """Write a manifest as indented JSON, atomically."""
-    return _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
 def code_version() -> str:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .captions import describe, short_caption
+from .checkpoint import atomic_write
 from .digits import SPLITS, Digits, load_digits
 from .motion import PRESETS, Motion, MovingMNISTConfig, get_config, sample_motion  # noqa: F401 (PRESETS: public here too)
 
@@ -189,33 +190,36 @@ def export(dataset: MovingMNIST, out_dir: str | Path, name: str = "moving_mnist"
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, N = dataset.config, len(dataset)
     T, K = cfg.num_frames, cfg.num_digits
-    videos = np.lib.format.open_memmap(out_dir / f"{name}.npy.tmp", mode="w+", dtype=np.uint8,
-                                       shape=(T, N, cfg.height, cfg.width))  # (T, N, H, W)
     meta = {"labels": np.zeros((N, K), np.int64), "digit_ids": np.zeros((N, K), np.int64),
             "positions": np.zeros((N, T, K, 2), np.float32),
             "velocities": np.zeros((N, T, K, 2), np.float32), "bounces": np.zeros((N, T, K, 2), np.int8)}
-    captions = []
-    start = time.perf_counter()
-    for i in tqdm(range(N), desc=f"export {name}", unit="clip", disable=not progress):
-        c = dataset.clip(i)
-        videos[:, i] = c.video
-        meta["labels"][i], meta["digit_ids"][i] = c.labels, c.digit_ids
-        meta["positions"][i], meta["velocities"][i] = c.motion.positions, c.motion.velocities
-        meta["bounces"][i] = c.motion.bounces
-        captions.append({"caption": c.caption, "description": c.description})
+    captions, start = [], time.perf_counter()
+
+    def write_videos(tmp: Path) -> None:  # streamed to disk: the clips need not fit in memory
+        videos = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(T, N, cfg.height, cfg.width))
+        for i in tqdm(range(N), desc=f"export {name}", unit="clip", disable=not progress):
+            c = dataset.clip(i)
+            videos[:, i] = c.video  # (T, N, H, W)
+            meta["labels"][i], meta["digit_ids"][i] = c.labels, c.digit_ids
+            meta["positions"][i], meta["velocities"][i] = c.motion.positions, c.motion.velocities
+            meta["bounces"][i] = c.motion.bounces
+            captions.append({"caption": c.caption, "description": c.description})
+        videos.flush()
+
+    # every file is written under a temporary name, then renamed: an interrupted export leaves no
+    # half-written file under the final names
+    atomic_write(out_dir / f"{name}.npy", write_videos)
     seconds = time.perf_counter() - start
-    videos.flush()
-    del videos
-    # Write everything under temporary names, then rename: an interrupted export leaves no
-    # half-written file under the final names.
-    (out_dir / f"{name}.npy.tmp").replace(out_dir / f"{name}.npy")
-    np.savez_compressed(out_dir / f"{name}_meta.tmp.npz", **meta)
-    (out_dir / f"{name}_meta.tmp.npz").replace(out_dir / f"{name}_meta.npz")
+
+    def write_meta(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file, not a path: numpy would append ".npz" to the temporary name
+            np.savez_compressed(f, **meta)
+
+    atomic_write(out_dir / f"{name}_meta.npz", write_meta)
     info = {"split": dataset.split, "seed": dataset.seed, "num_clips": N, "digits": dataset.digits.source,
             "config": asdict(cfg), "layout": "(T, N, H, W) uint8"}
-    tmp = out_dir / f"{name}_captions.json.tmp"
-    tmp.write_text(json.dumps({**info, "captions": captions}, indent=1))
-    tmp.replace(out_dir / f"{name}_captions.json")
+    atomic_write(out_dir / f"{name}_captions.json",
+                 lambda tmp: tmp.write_text(json.dumps({**info, "captions": captions}, indent=1)))
     if preview:
         clips = [dataset.clip(i).video for i in range(min(preview, N))]
         save_gif(clips, out_dir / f"{name}_preview.gif", ncols=min(4, len(clips)))

@@ -251,7 +251,7 @@ class DiT(nn.Module):
         """The null prompt for classifier-free guidance, (B, L)."""
         return self.tokenizer.null(batch)
 
-    def check(self, x: torch.Tensor) -> tuple[int, int, int]:
+    def patch_grid(self, x: torch.Tensor) -> tuple[int, int, int]:
         """The patch grid (t, h, w) of an input, or a clear error."""
         c = self.config
         if x.ndim != 5 or x.shape[1] != c.in_channels:
@@ -264,7 +264,7 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L)."""
-        grid = self.check(x)
+        grid = self.patch_grid(x)
         text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
         if time.ndim == 2:
             if time.shape != x.shape[:1] + x.shape[2:3]:

@@ -70,10 +70,6 @@ class Packed:
     placement: list[tuple[int, int, int]]  # per sequence: (row, start, length)
 
     @property
-    def num_sequences(self) -> int:
-        return len(self.placement)
-
-    @property
     def utilisation(self) -> float:
         """Real tokens / all slots: 1.0 means no padding at all."""
         return float((self.seq_ids >= 0).float().mean())

@@ -291,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device),
                             known=None if known is None else known.to(device))
             if projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y)
-                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, videos.to(device), model.check(z)))
+                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, videos.to(device), model.patch_grid(z)))
                 aligns.append(align.item())
         opt.zero_grad(set_to_none=True)
         (loss + cfg.repa * align if projector else loss).backward()
