@@ -231,6 +231,47 @@ def restore(cfg: TrainConfig, ckpt_path: Path, device, model, projector, ema, op
     return state["step"]
 
 
+@dataclass
+class Batch:
+    """One step's training batch on one process, on its device."""
+
+    videos: torch.Tensor  # (b, 1, T, H, W) clips, or stills held for one frame of tubelets
+    z: torch.Tensor  # (b, C, T', H', W') their latents
+    ids: torch.Tensor  # (b, L) caption ids; the null prompt where the caption was dropped
+    t: torch.Tensor  # (b,) diffusion times
+    noise: torch.Tensor  # like z
+    known: torch.Tensor | None  # (b, T') conditioning frames, or None
+
+
+def draw_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj, codec: VideoCodec,
+               generator: torch.Generator, rank: int = 0, world: int = 1) -> Batch:
+    """Step ``step``'s batch for this process. The randomness is drawn for the whole global batch, identically on
+    every process, and each process keeps its own rows of it, so N processes train exactly like one."""
+    pt = model.config.patch[0]
+    image = cfg.p_image > 0 and np.random.default_rng([cfg.seed, 9, step]).random() < cfg.p_image
+    n = cfg.batch_size * (tokens_per_clip(model.config)[0] if image else 1)  # global: an image per frame of tubelets
+    rows = slice(rank * n // world, (rank + 1) * n // world)  # this process's rows of the global batch
+    clips = range(step * n + rows.start, step * n + rows.stop)  # the run's clips (or stills) in those rows
+    videos, captions = data.images(clips, VAE_FACTORS[cfg.vae][0] * pt) if image else data.batch(clips)
+    device = next(model.parameters()).device
+    t = obj.sample_t(n, "cpu", generator)[rows]
+    drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[rows]
+    z = codec.encode(videos.to(device))  # (b, C, T', H', W')
+    noise = torch.randn((n, *z.shape[1:]), generator=generator)[rows]
+    known = draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator)[rows] if cfg.p_known and not image else None
+    ids = model.tokenizer.batch(captions)
+    ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)
+    return Batch(videos.to(device), z, ids.to(device), t.to(device), noise.to(device),
+                 None if known is None else known.to(device))
+
+
+def trim_log(log_path: Path, step: int) -> None:
+    """Keep the log lines of the steps a resumed checkpoint holds, drop the rest."""
+    if log_path.exists():
+        lines = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in lines))
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "",
           export: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns a summary (speed, final loss, files)."""
@@ -256,42 +297,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
                          classes=cfg.classes, clips=cfg.clips)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
-    pt = model.config.patch[0]
-    tubelets = tokens_per_clip(model.config)[0]  # frames of tubelets in a clip
-    image_frames = VAE_FACTORS[cfg.vae][0] * pt  # an image: one frame of tubelets
     if projector:  # REPA: keep the aligned block's output tokens of each forward pass
         aligner, hidden = load_aligner(device=device), {}
         model.blocks[aligned_block(model.config.depth)].register_forward_hook(
             lambda module, inputs, output: hidden.update(tokens=output))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if log_path.exists():  # keep the log of the steps the checkpoint holds, drop the rest
-            lines = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
-            log_path.write_text("".join(line + "\n" for line in lines))
+        trim_log(log_path, start_step)
     last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
     bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
                unit="step", disable=not progress or rank > 0)
     losses, aligns, tick, started = [], [], time.perf_counter(), time.perf_counter()
     for step in bar:
-        image = cfg.p_image > 0 and np.random.default_rng([cfg.seed, 9, step]).random() < cfg.p_image
-        n = cfg.batch_size * (tubelets if image else 1)  # the global batch: as many images as frames of tubelets
-        mine = slice(rank * n // world, (rank + 1) * n // world)  # this process's share of it
-        videos, captions = (data.images(range(step * n + mine.start, step * n + mine.stop), image_frames) if image
-                            else data.batch(range(step * n + mine.start, step * n + mine.stop)))
-        ids = model.tokenizer.batch(captions)
-        # the global batch's randomness, drawn identically on every process; each takes its slice
-        t = obj.sample_t(n, "cpu", generator)[mine]
-        drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[mine]
-        z = codec.encode(videos.to(device))  # (b, C, T', H', W')
-        noise = torch.randn((n, *z.shape[1:]), generator=generator)[mine]
-        known = (draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator)[mine]
-                 if cfg.p_known and not image else None)
-        ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids).to(device)
+        b = draw_batch(step, cfg, data, model, obj, codec, generator, rank, world)
         with autocast:
-            loss = obj.loss(net, z, ids, t=t.to(device), noise=noise.to(device),
-                            known=None if known is None else known.to(device))
+            loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
             if projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y)
-                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, videos.to(device), model.patch_grid(z)))
+                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, b.videos, model.patch_grid(b.z)))
                 aligns.append(align.item())
         opt.zero_grad(set_to_none=True)
         (loss + cfg.repa * align if projector else loss).backward()
