@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .config import check_device
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +45,8 @@ def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora"
     ones it may have as well.
     """
     path = Path(path)
+    if isinstance(map_location, (str, torch.device)):
+        check_device(map_location)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:

@@ -12,6 +12,8 @@ import dataclasses
 import types
 import typing
 
+import torch
+
 
 def option(default, help: str, **cli):
     """A config field: its default and its help text, from which ``add_config_flags`` makes the flag
@@ -43,3 +45,18 @@ def config_from(args: argparse.Namespace, config_class):
     """The config dataclass from parsed flags (lists back to tuples)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)}
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device named, if this machine has it; otherwise a one-line ValueError saying what it has."""
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found.type == "cuda" and (found.index or 0) >= gpus:
+        has = f"{gpus} CUDA GPU(s)" if gpus else "no CUDA GPU"
+        raise ValueError(f"device {device!r} was asked for, but this machine has {has}; use --device cpu")
+    if found.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; expected cpu, cuda or cuda:N")
+    return found

@@ -56,7 +56,13 @@ def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null:
     return out_null + scale * (out_cond - out_null)
 
 
-def _check_cond(cond: torch.Tensor, null: torch.Tensor | None, batch: int) -> None:
+def _check_sampling(cond: torch.Tensor, null: torch.Tensor | None, batch: int, guidance: float,
+                    steps: int | None) -> None:
+    """Clear errors for sampling settings: one condition per sample, a finite guidance scale, steps >= 1."""
+    if not math.isfinite(guidance):
+        raise ValueError(f"guidance must be a finite number (1: no guidance), got {guidance}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a whole number of sampler steps >= 1, got {steps!r}")
     if len(cond) != batch:
         raise ValueError(f"expected one condition per sample ({batch}), got {len(cond)}")
     if null is not None and null.shape != cond.shape:
@@ -264,7 +270,7 @@ class GaussianDiffusion(Objective):
             raise ValueError(f"unknown sampler {sampler!r} for DDPM; expected one of {SAMPLERS['ddpm']}")
         if sampler == "ddpm" and steps not in (None, self.num_steps):
             raise ValueError(f"the DDPM sampler takes all {self.num_steps} steps, got steps={steps}; use sampler='ddim'")
-        _check_cond(cond, null, shape[0])
+        _check_sampling(cond, null, shape[0], guidance, steps)
         x = torch.randn(shape, device=device, generator=generator) if noise is None else noise.to(device)
         ts = self.timesteps(steps)
         for i, t_int in enumerate(tqdm(ts, desc=sampler, unit="step", disable=not progress, leave=False)):
@@ -349,9 +355,9 @@ class RectifiedFlow(Objective):
             raise ValueError(f"unknown sampler {sampler!r} for rectified flow; expected one of {SAMPLERS['flow']}")
         if eta != 0:
             raise ValueError(f"the Euler sampler is deterministic: eta must be 0, got {eta}")
-        _check_cond(cond, null, shape[0])
+        _check_sampling(cond, null, shape[0], guidance, steps)
         x = torch.randn(shape, device=device, generator=generator) if noise is None else noise.to(device)
-        ts = self.timesteps(steps or 50).to(device)
+        ts = self.timesteps(50 if steps is None else steps).to(device)
         for t, t_next in tqdm(list(zip(ts[:-1], ts[1:])), desc="euler", unit="step", disable=not progress, leave=False):
             v = guided(model, x, self.time(t.expand(shape[0])), cond, null, guidance)
             x = x + (t_next - t) * v  # x_{t - dt} = x_t - dt v

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
-from .config import option
+from .config import check_device, option
 from .data import MovingMNIST
 from .digits import Digits, load_digits
 from .dit import PRESETS, VAE_FACTORS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
@@ -111,6 +111,9 @@ class TrainConfig:
         for name in ("p_uncond", "p_descriptive", "p_known", "p_image"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability: expected a value in [0, 1], got {getattr(self, name)}")
+        check_device(self.device)
+        if not 0.0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a finite learning rate > 0, got {self.lr}")
         if not 0.0 <= self.repa < float("inf"):
             raise ValueError(f"repa is a loss weight: expected a finite value >= 0, got {self.repa}")
         if not self.classes or not set(self.classes) <= set(range(10)):

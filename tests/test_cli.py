@@ -46,3 +46,19 @@ def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "--preset", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--steps", "0"], "steps must be a whole number of sampler steps >= 1, got 0"),
+    (["sample", "--guidance", "nan"], "guidance must be a finite number"),
+    (["sample", "--device", "foo"], "unknown device 'foo'"),
+    (["sample", "--device", "cuda:7"], "device 'cuda:7' was asked for, but this machine has"),
+    (["train", "--lr", "nan", "--steps", "1"], "lr must be a finite learning rate > 0, got nan"),
+    (["train", "--device", "cuda:7", "--steps", "1"], "device 'cuda:7' was asked for"),
+])
+def test_bad_settings_get_one_line_and_no_traceback(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
