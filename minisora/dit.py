@@ -68,7 +68,7 @@ VAE_FACTORS = {"frame": (1, 4), "spacetime": (2, 4), "none": (1, 1)}
 # name: (DiTConfig overrides, what it is for)
 PRESETS = {
     "micro": (dict(dim=32, depth=2, heads=2, text_dim=32, text_depth=1, patch=(2, 4, 4)), "unit tests, seconds"),
-    "tiny": (dict(dim=128, depth=4, heads=4, text_dim=128, patch=(2, 4, 4)), "CPU, minutes"),
+    "tiny": (dict(dim=128, depth=4, heads=4, text_dim=128, patch=(2, 2, 2)), "CPU, minutes"),
     "small": (dict(dim=256, depth=8, heads=4, text_dim=192, patch=(2, 2, 2)), "CPU hours or GPU minutes"),
     "base": (dict(dim=384, depth=12, heads=6, text_dim=256, patch=(1, 2, 2)), "GPU"),
 }

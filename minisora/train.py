@@ -43,10 +43,11 @@ SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves dow
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run, written once: ``python -m minisora train --help`` is made from these."""
+    """Every setting of a training run, written once: ``python -m minisora train --help`` is made from these.
+    The defaults are the recipe the probes of docs/recipe.md found best per FLOP on a CPU (``make train``)."""
 
     preset: str = option("tiny", "model size (see dit.PRESETS)", choices=tuple(PRESETS))
-    attention: str = option("full", "full: joint spacetime attention; factorized: blocks alternate spatial and "
+    attention: str = option("factorized", "full: joint spacetime attention; factorized: blocks alternate spatial and "
                                     "temporal attention", choices=("full", "factorized"))
     dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
     depth: int | None = option(None, "number of DiT blocks instead of the preset's")
@@ -54,18 +55,18 @@ class TrainConfig:
     patch: tuple[int, int, int] | None = option(None, "tubelet size in latent cells (frames, height, width), instead "
                                                       "of the preset's; smaller tubelets make more tokens: slower, but "
                                                       "attention then does more of the work", metavar=("PT", "PH", "PW"))
-    conv: bool = option(False, "a depthwise 3x3x3 convolution over the token grid in each DiT block")
+    conv: bool = option(True, "a depthwise 3x3x3 convolution over the token grid in each DiT block")
     skips: bool = option(False, "U-ViT long skips between the first and second half of the blocks")
-    rope: bool = option(False, "3D rotary positions with QK-norm in self-attention instead of added sin-cos positions")
+    rope: bool = option(True, "3D rotary positions with QK-norm in self-attention instead of added sin-cos positions")
     vae: str = option("frame", "the space the model denoises: latents of the shipped frame or spacetime VAE, "
                                "or pixels", choices=("frame", "spacetime", "none"))
     objective: str = option("flow", "rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear "
                                     "schedule)", choices=("flow", "ddpm"))
     shift: float = option(3.0, "rectified flow: shift training times and the sampling grid towards noise, "
                                "t -> s t / (1 + (s - 1) t); 1 = no shift")
-    steps: int = option(3000, "optimisation steps of the whole run")
-    batch_size: int = option(16, "clips per step (global, over all processes)")
-    lr: float = option(5e-4, "peak AdamW learning rate (warm-up, then cosine decay)")
+    steps: int = option(2500, "optimisation steps of the whole run")
+    batch_size: int = option(4, "clips per step (global, over all processes)")
+    lr: float = option(1.5e-3, "peak AdamW learning rate (warm-up, then cosine decay)")
     warmup: int = option(100, "steps of linear learning-rate warm-up")
     weight_decay: float = option(0.0, "AdamW weight decay")
     grad_clip: float = option(1.0, "clip the gradient norm to this value")
@@ -75,7 +76,7 @@ class TrainConfig:
                                        "rather than '3'")
     p_known: float = option(0.25, "share of clips given conditioning frames (a clean prefix, suffix or both ends), "
                                   "which teaches video prediction, extension and interpolation; 0: text-to-video only")
-    p_image: float = option(0.0, "share of steps that train on still images (one frame of tubelets, as many images "
+    p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
                               "frozen aligner's features of the clean frames (python -m minisora train-aligner); 0: off")

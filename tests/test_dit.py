@@ -79,7 +79,7 @@ def test_block_modes_and_costs():
     assert block_modes(get_preset("tiny", attention="factorized")) == ["spatial", "temporal"] * 2
     full, fact = get_preset("small"), get_preset("small", attention="factorized")
     assert flops_per_clip(fact) < flops_per_clip(full)  # factorized attention sees fewer tokens
-    assert tokens_per_clip(get_preset("tiny")) == (10, 4, 4)
+    assert tokens_per_clip(get_preset("tiny")) == (10, 8, 8)
     assert flops_per_clip(full, training=True) == 3 * flops_per_clip(full, training=False)
 
 
