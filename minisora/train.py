@@ -185,7 +185,8 @@ def draw_known(batch: int, tubelets: int, tubelet: int, p: float, generator: tor
 
 
 def build(cfg: TrainConfig, device: torch.device):
-    """Model, EMA, optimiser and schedule for a config (seeded; weights from ``cfg.init`` if given)."""
+    """Model, REPA's projector and frozen aligner (None without ``--repa``), EMA, optimiser and schedule for a
+    config (seeded; weights from ``cfg.init`` if given)."""
     torch.manual_seed(cfg.seed)
     model = DiT(cfg.model_config()).to(device)
     if cfg.init:
@@ -194,10 +195,11 @@ def build(cfg: TrainConfig, device: torch.device):
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
     ema = EMA(model, cfg.ema_decay)
-    projector = Projector(model.config.dim, load_aligner(device=device).dim).to(device) if cfg.repa else None
+    aligner = load_aligner(device=device) if cfg.repa else None
+    projector = Projector(model.config.dim, aligner.dim).to(device) if cfg.repa else None
     params = [*model.parameters(), *(projector.parameters() if projector else ())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return model, projector, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
+    return model, projector, aligner, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
 
 
 def checkpoint_state(cfg, model, projector, ema, opt, sched, step, generator) -> dict:
@@ -287,7 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ['LOCAL_RANK'])}")
     out, version = Path(cfg.out), code_version()
     ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
-    model, projector, ema, opt, sched = build(cfg, device)
+    model, projector, aligner, ema, opt, sched = build(cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same stream on every device
     start_step = 0
     if resume and ckpt_path.exists():
@@ -302,7 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
     if projector:  # REPA: keep the aligned block's output tokens of each forward pass
-        aligner, hidden = load_aligner(device=device), {}
+        hidden = {}
         model.blocks[aligned_block(model.config.depth)].register_forward_hook(
             lambda module, inputs, output: hidden.update(tokens=output))
     if rank == 0:
