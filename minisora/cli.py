@@ -231,7 +231,7 @@ def add_train_command(subparsers) -> None:
 
     presets = "; ".join(f"{name}: {use}" for name, (_, use) in PRESETS.items())
     p = subparsers.add_parser(
-        "train", help="train the text-to-video DiT (make train runs the tiny preset)",
+        "train", help="train the text-to-video DiT (its defaults are the recipe that make train runs)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a spacetime Diffusion Transformer on Moving MNIST clips of train digits, with captions, "
                     "in the latent space of the shipped VAE. Writes OUT/ckpt.pt (atomically, every --ckpt-every "
