@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .config import REQUIRED, check_device, check_positive, option
 from .diffusion import RectifiedFlow
-from .dit import DiT, flops_per_clip, get_preset, parameter_count
+from .dit import PRESETS, DiT, flops_per_clip, get_preset, parameter_count
 from .packing import NaViT, pack, pad_to_longest
 from .sample import latent_shape
 
@@ -158,15 +160,40 @@ def format_train(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run_bench(args) -> None:
-    if args.what == "train":
-        result = bench_train(tuple(args.presets), args.batch, args.steps, args.device, args.attention,
-                             progress=not args.quiet)
+@dataclass
+class BenchConfig:
+    """Every setting of ``python -m minisora bench``, written once."""
+
+    what: str = option(REQUIRED, "which benchmark to run", choices=("packing", "train"))
+    kind: str = option("images", "images: digits at 16-64 px per side (4x4 patches); videos: clips of 4-20 frames at "
+                                 "32-64 px per side ((2, 8, 8) tubelets)", choices=("images", "videos"))
+    batch: int = option(128, "sequences per batch (packing) or clips per step (train)")
+    budget: int | None = option(None, "tokens per packed row (default: the longest possible sequence: 256 images, "
+                                      "640 videos)")
+    steps: int = option(5, "timed training steps per configuration (after a warm-up)")
+    presets: tuple[str, ...] = option(("micro", "tiny", "small"), "train: the DiT presets to time", choices=tuple(PRESETS))
+    attention: str = option("full", "train: the attention mode", choices=("full", "factorized"))
+    batches: int = option(50, "random batches averaged for the utilisation")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    backends: tuple[str, ...] | None = option(None, "attention backends to time (default: loop and dense on CPU, "
+                                                    "flex and dense on GPU)", choices=("dense", "loop", "flex"))
+    out: str | None = option(None, "also write the results as JSON to this file")
+
+    def __post_init__(self):
+        check_positive(self, "batch", "budget", "steps", "batches")
+        check_device(self.device)
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Run the benchmark ``cfg.what``, print its table, write its JSON to ``cfg.out`` if given; returns the result."""
+    if cfg.what == "train":
+        result = bench_train(cfg.presets, cfg.batch, cfg.steps, cfg.device, cfg.attention, progress=progress)
         print(format_train(result))
     else:
-        result = bench_packing(args.kind, args.batch, args.budget, args.steps, args.batches, args.device,
-                               tuple(args.backends) if args.backends else None, progress=not args.quiet)
+        result = bench_packing(cfg.kind, cfg.batch, cfg.budget, cfg.steps, cfg.batches, cfg.device, cfg.backends,
+                               progress=progress)
         print(format_packing(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n")
+    return result

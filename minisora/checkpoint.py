@@ -9,13 +9,17 @@ version, device, steps, wall time and measured metrics.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
 import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .config import check_device
 
@@ -37,12 +41,16 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiouAEIOU" else "a"
+
+
 def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora",
-                    keys: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> dict:
+                    keys: tuple[str, ...] | None = None, optional: tuple[str, ...] | None = ()) -> dict:
     """Load a checkpoint safely; missing, unreadable or wrong files get an error that says which and why.
 
     ``keys``, if given, are the top-level keys a ``kind`` checkpoint (e.g. "VAE") must have; ``optional``
-    ones it may have as well.
+    ones it may have as well (None: any others).
     """
     path = Path(path)
     if isinstance(map_location, (str, torch.device)):
@@ -54,11 +62,61 @@ def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora"
     except Exception as e:  # truncated, corrupt, or not a torch file at all
         raise ValueError(f"checkpoint {path} could not be read as a weights-only torch checkpoint "
                          f"(corrupt, truncated or not a checkpoint?): {type(e).__name__}: {e}") from e
-    if keys is not None and (not isinstance(ckpt, dict) or not set(keys) <= set(ckpt) <= {*keys, *optional}):
+    if keys is not None and (not isinstance(ckpt, dict) or not set(keys) <= set(ckpt) <= (
+            set(ckpt) if optional is None else {*keys, *optional})):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind} checkpoint: "
+        raise ValueError(f"{path} is not {article(kind)} {kind} checkpoint: "
                          f"expected keys {sorted(keys)}, got {found}")
     return ckpt
+
+
+def load_model(path: str | Path, model_class: type[nn.Module], config_class: type | None = None,
+               device: str | torch.device = "cpu", weights: str = "model", keys: tuple[str, ...] = (),
+               kind: str | None = None):
+    """Any minisora model from a checkpoint ``{"config": ..., weights: state dict, *keys}``: built from its
+    config (``config_class(**config)``, or ``model_class(**config)`` without one), loaded and in eval mode.
+    Returns (model, checkpoint). A file of another kind or version is refused with one line saying why:
+    its config must have exactly the fields the config (or model) takes, and its weights must fit.
+    ``kind`` names the model in errors (default: the class name)."""
+    kind = kind or model_class.__name__
+    ckpt = load_checkpoint(path, map_location=device, kind=kind, keys=("config", weights, *keys), optional=None)
+    make = config_class or model_class
+    takes = inspect.signature(make).parameters
+    config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}  # lists from older files
+    unknown = sorted(set(config) - set(takes))
+    missing = sorted(n for n, p in takes.items() if p.default is p.empty and n not in config)
+    if unknown or missing or not config:
+        raise ValueError(f"{path} is not {article(kind)} {kind} checkpoint of this version of minisora: its config has fields "
+                         f"{sorted(config)}, a {kind} takes {list(takes)}")
+    try:
+        model = model_class(make(**config)) if config_class else model_class(**config)
+        model.load_state_dict(ckpt[weights])
+    except (RuntimeError, TypeError, ValueError) as e:
+        why = " ".join(str(e).split())
+        raise ValueError(f"{path}: its weights do not fit the {kind} its config describes: "
+                         f"{why[:300]}{' ...' if len(why) > 300 else ''}") from None
+    return model.to(device).eval(), ckpt
+
+
+@dataclass
+class RunRecord:
+    """How a set of weights was made, for its manifest: start one when training starts (the code version is
+    read then, before anyone edits the tree), ``stop()`` when training ends, ``manifest(**measured)`` after."""
+
+    command: str
+    device: str | torch.device
+    code_version: str = field(default_factory=lambda: code_version())
+    started: float = field(default_factory=time.perf_counter)
+    wall_time_s: float | None = None
+
+    def stop(self) -> float:
+        self.wall_time_s = round(time.perf_counter() - self.started, 1)
+        return self.wall_time_s
+
+    def manifest(self, **measured) -> dict:
+        return {"command": self.command, "code_version": self.code_version, "device": device_name(self.device),
+                "wall_time_s": self.wall_time_s if self.wall_time_s is not None else self.stop(), **measured}
 
 
 def write_manifest(manifest: dict, path: str | Path) -> Path:

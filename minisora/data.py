@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .captions import describe, short_caption
 from .checkpoint import atomic_write
 from .digits import SPLITS, Digits, load_digits
+from .config import check_positive, option
 from .motion import PRESETS, Motion, MovingMNISTConfig, get_config, sample_motion  # noqa: F401 (PRESETS: public here too)
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +175,46 @@ def standard_test_set(digits: str = "auto") -> MovingMNIST:
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
+
+@dataclass
+class DataConfig:
+    """Every setting of ``python -m minisora data``, written once; the defaults write the standard test set."""
+
+    preset: str = option(TEST_SET["config"], "dynamics and sizes: 'standard' (Srivastava/OpenSTL: 28px digits, 3.6 "
+                                             "px/frame, max) or 'stochastic' (SVG: 32px digits, random integer "
+                                             "velocities redrawn at bounces, sum)", choices=tuple(sorted(PRESETS)))
+    split: str = option(TEST_SET["split"], "which digits to draw from; test digits are never used for training",
+                        choices=SPLITS)
+    num_clips: int = option(TEST_SET["num_clips"], "number of clips N")
+    seed: int = option(TEST_SET["seed"], "clip i of a seed is always the same clip")
+    frames: int | None = option(None, "frames per clip T (default: the preset's, 20)")
+    height: int | None = option(None, "canvas height H in px (default: the preset's, 64)")
+    width: int | None = option(None, "canvas width W in px (default: the preset's, 64)")
+    num_digits: int | None = option(None, "digits per clip (default: the preset's, 2)")
+    digit_size: int | None = option(None, "digit size in px; MNIST's 28x28 digits are resized (default: the preset's)")
+    digits: str = option("auto", "digit source: the shipped 5,000-digit subset, torchvision's full MNIST, or 'auto' "
+                                 "(full MNIST if it is on disk, else the subset)", choices=("auto", "mnist5k", "mnist"))
+    download: bool = option(False, "allow downloading full MNIST with torchvision (nothing downloads without this flag)")
+    out: str = option("outputs/moving_mnist", "output folder")
+    name: str = option("mnist_test_seq", "file name stem")
+    preview: int = option(8, "clips in the preview GIF (0: no GIF)")
+
+    def __post_init__(self):
+        check_positive(self, "num_clips")
+        if self.preview < 0:
+            raise ValueError(f"preview must be a number of clips >= 0, got {self.preview}")
+        get_config(self.preset, **self.overrides())  # sizes that fit together, or a clear error now
+
+    def overrides(self) -> dict:
+        """The preset's fields these settings change."""
+        given = dict(num_frames=self.frames, height=self.height, width=self.width, num_digits=self.num_digits,
+                     digit_size=self.digit_size)
+        return {k: v for k, v in given.items() if v is not None}
+
+    def dataset(self) -> MovingMNIST:
+        digits = load_digits(self.split, self.digits, download=self.download)
+        return MovingMNIST(self.split, self.num_clips, self.seed, self.preset, digits, **self.overrides())
+
 
 def export(dataset: MovingMNIST, out_dir: str | Path, name: str = "moving_mnist",
            preview: int = 8, progress: bool = True) -> dict:

@@ -39,6 +39,7 @@ from torch import nn
 from .diffusion import TimestepEmbedding
 from .patches import PatchEmbed, axis_dims, grid_coords, sincos_nd, unpatchify
 from .text import TextEncoder, Tokenizer
+from .vae import latent_space
 from .vit import MLP, Attention
 
 
@@ -49,7 +50,7 @@ class DiTConfig:
     heads: int = 4
     patch: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
     attention: str = "full"  # "full" or "factorized"
-    in_channels: int = 4  # latent channels (1 for pixels)
+    in_channels: int | None = None  # channels of what it denoises; None: the VAE's latent channels (1 for pixels)
     vae: str = "frame"  # "frame", "spacetime" or "none" (pixels)
     frames: int = 20  # the clip size the model trains on (pixels)
     size: int = 64
@@ -61,9 +62,24 @@ class DiTConfig:
     rope: bool = False  # 3D rotary positions with QK-norm in self-attention, instead of added sin-cos positions
     skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
 
-
-# (temporal, spatial) downsampling of the space the model works in: each shipped VAE, or pixels
-VAE_FACTORS = {"frame": (1, 4), "spacetime": (2, 4), "none": (1, 1)}
+    def __post_init__(self):
+        if self.attention not in ("full", "factorized"):
+            raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
+        if self.vae not in ("frame", "spacetime", "none"):
+            raise ValueError(f"vae must be 'frame', 'spacetime' or 'none', got {self.vae!r}")
+        if self.dim % self.heads or (self.rope and (self.dim // self.heads) % 2):
+            raise ValueError(f"dim={self.dim} must split into {self.heads} heads (of an even size, for rope)")
+        channels, temporal, spatial = latent_space(self.vae)
+        if self.in_channels is None:
+            object.__setattr__(self, "in_channels", channels)  # frozen: set once, here
+        elif self.in_channels != channels:
+            raise ValueError(f"in_channels={self.in_channels}, but the {self.vae} space has {channels} channels")
+        pt, ph, pw = self.patch
+        for name, size, step in (("frames", self.frames, temporal * pt), ("size", self.size, spatial * ph),
+                                 ("size", self.size, spatial * pw)):
+            if size < step or size % step:
+                raise ValueError(f"{name}={size} must be a positive multiple of {step}: whole tubelets of "
+                                 f"{self.patch} latent cells of the {self.vae} space")
 
 # name: (DiTConfig overrides, what it is for)
 PRESETS = {
@@ -232,8 +248,6 @@ class DiT(nn.Module):
 
     def __init__(self, config: DiTConfig = DiTConfig()):
         super().__init__()
-        if config.attention not in ("full", "factorized"):
-            raise ValueError(f"attention must be 'full' or 'factorized', got {config.attention!r}")
         self.config = config
         self.tokenizer = Tokenizer(config.max_words)
         self.text = TextEncoder(len(self.tokenizer), config.text_dim, config.text_depth, max_len=config.max_words)
@@ -294,7 +308,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def tokens_per_clip(config: DiTConfig) -> tuple[int, int, int]:
     """The (t, h, w) patch grid of one training clip."""
-    temporal, spatial = VAE_FACTORS[config.vae]
+    _, temporal, spatial = latent_space(config.vae)
     latent = (config.frames // temporal, config.size // spatial, config.size // spatial)
     return tuple(s // p for s, p in zip(latent, config.patch))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
-from .data import MovingMNIST, standard_test_set
-from .evaluator import DIGIT, crop_digits, load_evaluator, majority, read_clip
+from .config import check_device, check_finite, check_positive, option
+from .data import TEST_SET, MovingMNIST, standard_test_set
+from .evaluator import ClipReading, digit_scores, load_evaluator, read_clip
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .physics import probe, summarize
-from .sample import VideoCodec, generate, load_dit, objective_of
+from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 from .vit import ViT
 
 CONTEXT = 10  # frames given in video prediction (10 -> 10)
@@ -54,52 +56,28 @@ def real_clips(num_clips: int, num_digits: int, seed: int = 0) -> tuple[torch.Te
     return torch.stack([it["video"][0] for it in items]), [it["labels"].tolist() for it in items]
 
 
-def digit_scores(evaluator: ViT, videos, labels: list[list[int]]) -> dict:
-    """Text alignment (clip level), frame agreement and identity persistence of videos (N, T, H, W).
-
-    Two-digit clips are scored on the frames where their digits are apart (``evaluator.read_clip``);
-    ``readable`` is the share of clips that have such frames, and the other figures are over those.
-    """
-    aligned, frames_right, identity = [], [], []
-    for video, wanted in zip(videos, labels):
-        readings = read_clip(evaluator, np.asarray(video), len(wanted))
-        if not readings:
-            continue
-        top = majority(readings)
-        aligned.append(top == tuple(sorted(wanted)))
-        frames_right.append(np.mean([r == tuple(sorted(wanted)) for r in readings]))
-        identity.append(np.mean([r == top for r in readings]))
-    mean = lambda x: float(np.mean(x)) if x else float("nan")
-    return {"readable": len(aligned) / len(labels), "alignment": mean(aligned),
-            "frame_agreement": mean(frames_right), "identity": mean(identity)}
+def read_clips(evaluator: ViT, videos, labels: list[list[int]]) -> list[ClipReading]:
+    """Each clip of ``videos`` (N, T, H, W) read once, with as many digits as its prompt names."""
+    return [read_clip(evaluator, video, len(wanted)) for video, wanted in zip(np.asarray(videos), labels)]
 
 
-def clip_scores(evaluator: ViT, videos, labels: list[list[int]]) -> dict:
-    """One column of the table: :func:`digit_scores` and the physics probe's summary."""
-    return {**digit_scores(evaluator, videos, labels), **summarize(probe(videos, len(labels[0])))}
-
-
-@torch.no_grad()
-def clip_features(evaluator: ViT, videos, num_digits: int = 1) -> torch.Tensor:
-    """One feature vector per clip (N, D): the evaluator's features of its digit crops, averaged over frames."""
-    feats = []
-    for video in np.asarray(videos):
-        crops, _ = crop_digits(video, num_digits)  # (T, K, 28, 28)
-        x = torch.from_numpy(np.ascontiguousarray(crops)).float().reshape(-1, 1, DIGIT, DIGIT)
-        feats.append(evaluator.features(x).mean(0))
-    return torch.stack(feats)
+def clip_scores(evaluator: ViT, videos, labels: list[list[int]]) -> tuple[dict, torch.Tensor]:
+    """One column of the table (``evaluator.digit_scores`` and the physics probe's summary, from one reading
+    of each clip), and each clip's evaluator features (N, D) for the Frechet distance."""
+    reads = read_clips(evaluator, videos, labels)
+    physics = summarize(probe(videos, len(labels[0]), corners=[r.corners for r in reads]))
+    return {**digit_scores(reads, labels), **physics}, torch.stack([r.features for r in reads])
 
 
 def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits: int, guidance: float,
                   steps: int, batch: int, seed: int, progress: bool) -> tuple[dict, torch.Tensor]:
-    """Generate ``num_clips`` clips for the evaluation prompts; their digit and physics scores, and the clips."""
+    """Generate ``num_clips`` clips for the evaluation prompts; their scores and features (``clip_scores``)."""
     prompts, labels = prompts_for(num_clips, num_digits, seed)
     videos = []
     for i in tqdm(range(0, num_clips, batch), desc=f"generate {num_digits}-digit", unit="batch", disable=not progress):
         out = generate(model, codec, prompts[i:i + batch], objective, guidance=guidance, steps=steps, seed=seed + i)
         videos.append(out[:, 0].cpu())  # (b, T, H, W)
-    videos = torch.cat(videos)
-    return clip_scores(evaluator, videos, labels), videos
+    return clip_scores(evaluator, torch.cat(videos), labels)
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
@@ -127,35 +105,57 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
     return result
 
 
-def evaluate(ckpt: str | Path, clips: int = 100, prediction_clips: int = 1000, guidance: float = 4.0,
-             steps: int = 50, prediction_steps: int = 25, batch: int = 50, seed: int = 0, device: str = "cpu",
-             progress: bool = True, shift: float | None = None) -> dict:
+@dataclass
+class EvalConfig:
+    """Every setting of ``python -m minisora eval``, written once."""
+
+    ckpt: str = option(str(DIT_PATH), "exported weights or a run's ckpt.pt (its EMA weights)")
+    clips: int = option(100, "generated clips per prompt kind (one digit, two digits)")
+    prediction_clips: int = option(1000, "test clips for 10 -> 10 prediction (the standard set has 10000; 0: skip)")
+    guidance: float = option(4.0, "classifier-free guidance scale for text-to-video")
+    steps: int = option(50, "sampler steps for text-to-video")
+    prediction_steps: int = option(25, "sampler steps for prediction")
+    shift: float | None = option(None, "rectified flow: sample with this time shift (default: the one the model "
+                                       "trained with)")
+    batch: int = option(50, "clips generated at once")
+    seed: int = option(0, "seed of prompts, noise and the real reference clips")
+    out: str = option("outputs/eval.json", "JSON file for the results")
+    manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+
+    def __post_init__(self):
+        if self.clips < 2 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
+            raise ValueError(f"clips must be at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, got "
+                             f"{self.clips} and {self.prediction_clips}")
+        check_positive(self, "steps", "prediction_steps", "batch")
+        check_finite(self, "guidance", at_least=0.0)
+        check_finite(self, "shift", above=0.0)
+        check_device(self.device)
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     """The whole evaluation of a DiT checkpoint, as a dict (what ``eval`` prints and writes)."""
-    if clips < 2 or prediction_clips < 0:
-        raise ValueError(f"clips must be at least 2 and prediction_clips at least 0, got {clips}, {prediction_clips}")
+    ckpt, clips, prediction_clips, seed, device = cfg.ckpt, cfg.clips, cfg.prediction_clips, cfg.seed, cfg.device
     started = time.perf_counter()
     model, train = load_dit(ckpt, device)
-    codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, shift), load_evaluator()
+    codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    result = {"checkpoint": str(shown), "settings": dict(clips=clips, prediction_clips=prediction_clips,
-                                                       guidance=guidance, steps=steps,
-                                                       prediction_steps=prediction_steps, seed=seed,
-                                                       **({"shift": shift} if shift else {}))}
-    real_one, one_labels = real_clips(clips, 1, seed)
-    real_two, two_labels = real_clips(clips, 2, seed)
-    args = dict(guidance=guidance, steps=steps, batch=batch, seed=seed, progress=progress)
-    gen_one, one_videos = text_to_video(model, codec, objective, evaluator, clips, 1, **args)
-    gen_two, _ = text_to_video(model, codec, objective, evaluator, clips, 2, **args)
-    result["one_digit"] = {"generated": gen_one, "real": clip_scores(evaluator, real_one, one_labels)}
-    result["two_digits"] = {"generated": gen_two, "real": clip_scores(evaluator, real_two, two_labels)}
-    other_real, _ = real_clips(clips, 1, seed + 1)
-    real_features = clip_features(evaluator, real_one)
-    result["frechet"] = {"generated_vs_real": frechet_distance(clip_features(evaluator, one_videos), real_features),
-                         "real_vs_real": frechet_distance(clip_features(evaluator, other_real), real_features)}
+    settings = ("clips", "prediction_clips", "guidance", "steps", "prediction_steps", "seed", "shift")
+    result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
+                                                     if getattr(cfg, k) is not None}}
+    args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
+    (gen_one, gen_features), (gen_two, _) = (text_to_video(model, codec, objective, evaluator, clips, k, **args)
+                                             for k in (1, 2))
+    (real_one, real_features), (real_two, _), (_, other_features) = (
+        clip_scores(evaluator, *real_clips(clips, k, s)) for k, s in ((1, seed), (2, seed), (1, seed + 1)))
+    result["one_digit"] = {"generated": gen_one, "real": real_one}
+    result["two_digits"] = {"generated": gen_two, "real": real_two}
+    result["frechet"] = {"generated_vs_real": frechet_distance(gen_features, real_features),
+                         "real_vs_real": frechet_distance(other_features, real_features)}
     if prediction_clips:
-        result["prediction"] = video_prediction(model, codec, objective, prediction_clips, prediction_steps,
-                                                batch, seed, progress)
+        result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
+                                                cfg.batch, seed, progress)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

@@ -61,6 +61,10 @@ class MovingMNISTConfig:
                 f"the canvas must be larger than a digit so that digits can move: got a "
                 f"{self.height}x{self.width} canvas (height x width) for {self.digit_size}-pixel digits; "
                 f"use height and width of at least {self.digit_size + 1}")
+        fit = (self.height * self.width) // self.digit_size**2
+        if self.num_digits > fit:
+            raise ValueError(f"{self.num_digits} digits of {self.digit_size} px do not fit on a {self.height}x"
+                             f"{self.width} canvas: at most {fit} (the canvas area over a digit's)")
 
     @property
     def free(self) -> tuple[int, int]:

@@ -15,7 +15,7 @@ the renderer clamps the position, so the step is shorter and turns (that is the 
 Trackers. **One digit**: the intensity centroid, c_t = sum_p p I_t(p) / sum_p I_t(p); MNIST digits are
 centred by their centre of mass, so this is the digit box's centre, exactly up to the whole-pixel
 positions the renderer draws at. **Several digits**: each frame's digits are found by
-``evaluator.locate_digits`` (the 28x28 window with most ink, re-centred on its ink, blanked, repeat);
+``geometry.locate_digits`` (the 28x28 window with most ink, re-centred on its ink, blanked, repeat);
 a digit's centre is the ink centroid of its window; frame t's detections are matched to the tracks
 by the assignment closest to the constant-velocity predictions c_{t-1} + (c_{t-1} - c_{t-2}). Where
 two digits overlap so much that one window holds both, both tracks sit on it for those frames and
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import MovingMNISTConfig
-from .evaluator import DIGIT, locate_digits, separated
+from .geometry import DIGIT, locate_digits, separated
 
 SPEED = MovingMNISTConfig().step  # 3.6 px/frame
 MIN_STEP = 1.0  # px: a step shorter than this has no direction to keep or reverse
@@ -48,24 +48,27 @@ def centroid(frame: np.ndarray) -> np.ndarray:
     return np.array([frame.sum(1) @ ys, frame.sum(0) @ xs]) / mass
 
 
-def detect(frame: np.ndarray, num_digits: int) -> np.ndarray:
-    """Centres (K, 2) of the ``num_digits`` digits found in a frame (one digit: the frame's centroid)."""
+def detect(frame: np.ndarray, num_digits: int, corners: np.ndarray | None = None) -> np.ndarray:
+    """Centres (K, 2) of the ``num_digits`` digits found in a frame (one digit: the frame's centroid), in their
+    28x28 windows (top-left ``corners`` (K, 2), if already located)."""
     if num_digits == 1:
         return centroid(frame)[None]
-    corners = locate_digits(frame, num_digits)  # (K, 2) top-left corners of 28x28 windows
+    corners = locate_digits(frame, num_digits) if corners is None else corners  # (K, 2)
     return np.stack([(y, x) + centroid(frame[y:y + DIGIT, x:x + DIGIT]) for y, x in corners])
 
 
-def track(video, num_digits: int = 1) -> np.ndarray:
-    """Centres (T, K, 2) in px, (y, x), of the digits of a video (T, H, W), in a consistent order over time."""
+def track(video, num_digits: int = 1, corners: np.ndarray | None = None) -> np.ndarray:
+    """Centres (T, K, 2) in px, (y, x), of the digits of a video (T, H, W), in a consistent order over time
+    (``corners`` (T, K, 2): the digit windows, if already located, e.g. by ``evaluator.read_clip``)."""
     video = np.asarray(video, dtype=np.float32)
     if video.ndim != 3:
         raise ValueError(f"expected a video of shape (T, H, W), got {video.shape}")
     if num_digits < 1:
         raise ValueError(f"num_digits must be at least 1, got {num_digits}")
-    tracks = [detect(video[0], num_digits)]
-    for frame in video[1:]:
-        found = detect(frame, num_digits)
+    windows = [None] * len(video) if corners is None else corners
+    tracks = [detect(video[0], num_digits, windows[0])]
+    for frame, window in zip(video[1:], windows[1:]):
+        found = detect(frame, num_digits, window)
         previous = tracks[-1]
         velocity = previous - tracks[-2] if len(tracks) > 1 else 0.0
         predicted = previous + velocity  # constant velocity
@@ -117,12 +120,14 @@ def probe_track(centres: np.ndarray, height: int, width: int, digit: int = DIGIT
     return ClipPhysics(speed=speed, persistence=persistence, reversals=reversals, reversals_at_wall=int(at_wall))
 
 
-def probe(videos, num_digits: int = 1) -> list[ClipPhysics]:
-    """The physics of each clip of ``videos`` (N, T, H, W) in [0, 1]."""
+def probe(videos, num_digits: int = 1, corners: list[np.ndarray] | None = None) -> list[ClipPhysics]:
+    """The physics of each clip of ``videos`` (N, T, H, W) in [0, 1] (``corners``: each clip's digit windows
+    (T, K, 2), if already located)."""
     videos = np.asarray(videos, dtype=np.float32)
     if videos.ndim != 4:
         raise ValueError(f"expected videos of shape (N, T, H, W), got {videos.shape}")
-    return [probe_track(track(v, num_digits), *v.shape[-2:]) for v in videos]
+    corners = [None] * len(videos) if corners is None else corners
+    return [probe_track(track(v, num_digits, c), *v.shape[-2:]) for v, c in zip(videos, corners)]
 
 
 def mean_of_measured(values: list[float]) -> float:

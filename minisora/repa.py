@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_model
 from .data import Clip, render, resize_digit
 from .digits import DATA_DIR, Digits
 
@@ -64,12 +64,7 @@ class FrameEncoder(nn.Module):
 
 def load_aligner(path=ALIGNER_PATH, device="cpu") -> FrameEncoder:
     """The frozen encoder REPA aligns with (written by ``python -m minisora train-aligner``)."""
-    ckpt = load_checkpoint(path, map_location=device, kind="aligner", keys=("kind", "dim", "model"))
-    if ckpt["kind"] != "aligner":
-        raise ValueError(f"{path} is not an aligner checkpoint: its kind is {ckpt['kind']!r}")
-    encoder = FrameEncoder(ckpt["dim"])
-    encoder.load_state_dict(ckpt["model"])
-    return encoder.to(device).eval().requires_grad_(False)
+    return load_model(path, FrameEncoder, device=device, kind="aligner")[0].requires_grad_(False)
 
 
 class Projector(nn.Module):

@@ -9,17 +9,18 @@ such as ``data/dit_tiny.pt``. Both are read with ``torch.load(weights_only=True)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .captions import expand_prompt
-from .checkpoint import load_checkpoint
+from .checkpoint import load_model
+from .config import check_device, check_finite, check_positive, option
 from .diffusion import FAST_SAMPLER, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
 from .digits import DATA_DIR
-from .dit import VAE_FACTORS, DiT, DiTConfig
-from .vae import load_vae
-from .vae import VAE
+from .dit import DiT, DiTConfig
+from .vae import VAE, latent_space, load_vae
 
 DIT_PATH = DATA_DIR / "dit_tiny.pt"
 
@@ -49,7 +50,7 @@ class VideoCodec:
 
 def latent_shape(config: DiTConfig, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
     """The latent (C, T', H', W') of a clip, or an error saying which sizes this model can make."""
-    temporal, spatial = VAE_FACTORS[config.vae]
+    _, temporal, spatial = latent_space(config.vae)
     pt, ph, pw = config.patch
     for name, size, step in (("frames", frames, temporal * pt), ("height", height, spatial * ph),
                              ("width", width, spatial * pw)):
@@ -66,8 +67,8 @@ def latent_known(config: DiTConfig, known: torch.Tensor) -> torch.Tensor:
     The DiT gives one time to each frame of tubelets (``temporal x patch[0]`` pixel frames), so given
     frames must come in whole groups of that many.
     """
-    temporal, pt = VAE_FACTORS[config.vae][0], config.patch[0]
-    group = temporal * pt
+    pt = config.patch[0]
+    group = latent_space(config.vae)[1] * pt
     if known.ndim != 2 or known.shape[1] % group:
         raise ValueError(f"expected a frame mask (B, T) with T a multiple of {group}, got {tuple(known.shape)}")
     groups = known.unflatten(1, (-1, group))  # (B, T / group, group)
@@ -80,15 +81,8 @@ def latent_known(config: DiTConfig, known: torch.Tensor) -> torch.Tensor:
 
 def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dict]:
     """A DiT from a run's ``ckpt.pt`` (EMA weights) or exported weights; returns (model, training settings)."""
-    ckpt = load_checkpoint(path, map_location=device, kind="DiT")
-    if not isinstance(ckpt, dict) or not {"config", "train", "ema"} <= set(ckpt):
-        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a DiT checkpoint: expected keys config, train and ema, got {found}")
-    config = dict(ckpt["config"])
-    config["patch"] = tuple(config["patch"])
-    model = DiT(DiTConfig(**config))
-    model.load_state_dict(ckpt["ema"])
-    return model.to(device).eval(), dict(ckpt["train"])
+    model, ckpt = load_model(path, DiT, DiTConfig, device, weights="ema", keys=("train",))
+    return model, dict(ckpt["train"])
 
 
 def objective_of(train: dict, shift: float | None = None) -> GaussianDiffusion | RectifiedFlow:
@@ -135,10 +129,37 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     return codec.decode(net.fill(z) if context is not None else z)
 
 
-def sample_from_checkpoint(ckpt: str | Path, prompts: list[str], expand: bool = False, device: str = "cpu",
-                           **kwargs) -> tuple[torch.Tensor, list[str]]:
+@dataclass
+class SampleConfig:
+    """Every setting of ``python -m minisora sample``, written once."""
+
+    prompt: tuple[str, ...] = option(("3",), "one or more prompts")
+    ckpt: str = option(str(DIT_PATH), "exported weights or a run's ckpt.pt (its EMA weights)")
+    out: str = option("outputs/sample.gif", "GIF to write")
+    guidance: float = option(4.0, "classifier-free guidance scale (1: none)")
+    sampler: str | None = option(None, "default: euler for rectified-flow models, ddim for DDPM models",
+                                 choices=("euler", "ddim", "ddpm"))
+    steps: int = option(50, "sampler steps (the ddpm sampler always takes 1000)")
+    frames: int | None = option(None, "frames per clip (default: the training length, 20)")
+    height: int | None = option(None, "height in px (default: the training size, 64)")
+    width: int | None = option(None, "width in px (default: the training size, 64)")
+    expand: bool = option(False, "prompt expansion: turn short prompts ('3 and 7') into descriptive captions first")
+    seed: int = option(0, "seed of the initial noise")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+
+    def __post_init__(self):
+        if not self.prompt:
+            raise ValueError("give at least one prompt")
+        check_positive(self, "steps", "frames", "height", "width")
+        check_finite(self, "guidance", at_least=0.0)
+        check_device(self.device)
+
+
+def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
     """Load a checkpoint and its VAE, expand the prompts if asked, and generate; returns (videos, prompts used)."""
-    model, train = load_dit(ckpt, device)
-    used = [expand_prompt(p, seed=i) if expand else p for i, p in enumerate(prompts)]
-    videos = generate(model, VideoCodec(model.config.vae, device), used, objective_of(train), **kwargs)
+    model, train = load_dit(cfg.ckpt, cfg.device)
+    used = [expand_prompt(p, seed=i) if cfg.expand else p for i, p in enumerate(cfg.prompt)]
+    videos = generate(model, VideoCodec(model.config.vae, cfg.device), used, objective_of(train), cfg.guidance,
+                      None if cfg.sampler == "ddpm" else cfg.steps, cfg.sampler, cfg.frames, cfg.height, cfg.width,
+                      cfg.seed, progress)
     return videos, used

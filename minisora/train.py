@@ -29,13 +29,15 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
-from .config import check_device, option
+from .config import check_device, check_finite, check_positive, check_probability, option
 from .data import MovingMNIST
+from .motion import get_config
 from .digits import Digits, load_digits
-from .dit import PRESETS, VAE_FACTORS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from .dit import PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
 from .repa import Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
+from .vae import latent_space
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
@@ -105,22 +107,39 @@ class TrainConfig:
         overrides = {k: v for k, v in dict(patch=self.patch, dim=self.dim, depth=self.depth, heads=self.heads).items()
                      if v is not None}
         return get_preset(self.preset, attention=self.attention, vae=self.vae, conv=self.conv, skips=self.skips,
-                          rope=self.rope, in_channels=1 if self.vae == "none" else 4, **overrides)
+                          rope=self.rope, **overrides)
 
     def __post_init__(self):
         self.out = self.out or f"runs/{self.preset}"
-        for name in ("p_uncond", "p_descriptive", "p_known", "p_image"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability: expected a value in [0, 1], got {getattr(self, name)}")
-        check_device(self.device)
-        if not 0.0 < self.lr < float("inf"):
-            raise ValueError(f"lr must be a finite learning rate > 0, got {self.lr}")
-        if not 0.0 <= self.repa < float("inf"):
-            raise ValueError(f"repa is a loss weight: expected a finite value >= 0, got {self.repa}")
+        check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_image")
+        check_positive(self, "dim", "depth", "heads", "steps", "batch_size", "clips", "log_every", "ckpt_every",
+                       "sample_steps", "stop_at")
+        for name, above, at_least in (("lr", 0.0, None), ("shift", 0.0, None), ("weight_decay", None, 0.0),
+                                      ("grad_clip", 0.0, None), ("repa", None, 0.0)):
+            check_finite(self, name, above=above, at_least=at_least)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.warmup < 0 or self.sample_every < 0:
+            raise ValueError(f"warmup and sample_every must be >= 0, got {self.warmup} and {self.sample_every}")
+        if self.patch is not None and min(self.patch) < 1:
+            raise ValueError(f"patch sizes must be >= 1, got {self.patch}")
+        if not self.num_digits:
+            raise ValueError("num_digits needs at least one value")
+        for k in self.num_digits:  # digits per clip that fit on the canvas
+            get_config("standard", num_digits=k)
         if not self.classes or not set(self.classes) <= set(range(10)):
             raise ValueError(f"classes must be digits 0-9, got {self.classes}")
-        if self.clips is not None and self.clips < 1:
-            raise ValueError(f"clips must be a positive number of clips (or None: every clip new), got {self.clips}")
+        check_device(self.device)
+        self.model_config()  # the model must be buildable: e.g. the canvas must be whole tubelets
+
+
+@dataclass
+class Launch:
+    """How ``python -m minisora train`` runs a config, apart from what the run trains."""
+
+    resume: bool = option(False, "continue the run in OUT from its checkpoint, if any")
+    export: str | None = option(None, "when the run completes (or stops at --stop-at), write its EMA weights here, "
+                                      "with a JSON manifest beside them")
 
 
 class TrainingClips:
@@ -258,7 +277,7 @@ def draw_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj
     n = cfg.batch_size * (tokens_per_clip(model.config)[0] if image else 1)  # global: an image per frame of tubelets
     rows = slice(rank * n // world, (rank + 1) * n // world)  # this process's rows of the global batch
     clips = range(step * n + rows.start, step * n + rows.stop)  # the run's clips (or stills) in those rows
-    videos, captions = data.images(clips, VAE_FACTORS[cfg.vae][0] * pt) if image else data.batch(clips)
+    videos, captions = data.images(clips, latent_space(cfg.vae)[1] * pt) if image else data.batch(clips)
     device = next(model.parameters()).device
     t = obj.sample_t(n, "cpu", generator)[rows]
     drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[rows]

@@ -7,7 +7,6 @@ accuracy on the digit cells of clips of **test** digits goes in the manifest.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, save_checkpoint, write_manifest
 from .config import option
 from .data import MovingMNIST
 from .optim import warmup_cosine
@@ -62,13 +61,13 @@ def digit_cell_accuracy(encoder: FrameEncoder, clips: int = 50, seed: int = 1) -
 
 
 def train_aligner(cfg: AlignerConfig, progress: bool = True, command: str = "") -> tuple[FrameEncoder, dict]:
+    run = RunRecord(command, "cpu")
     torch.manual_seed(cfg.seed)
     encoder = FrameEncoder(cfg.dim)
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.steps, min(100, cfg.steps // 10))
     sets = [MovingMNIST("train", cfg.steps * cfg.clips, seed=cfg.seed + k, digits="mnist5k", num_digits=k)
             for k in (1, 2)]
-    started = time.perf_counter()
     for step in tqdm(range(cfg.steps), desc="train aligner", disable=not progress):
         frames, labels = labelled_frames(sets, step * cfg.clips, cfg.clips)
         loss = F.cross_entropy(encoder.classify(frames), labels)
@@ -76,12 +75,12 @@ def train_aligner(cfg: AlignerConfig, progress: bool = True, command: str = "") 
         loss.backward()
         opt.step()
         sched.step()
+    run.stop()
     encoder.eval()
-    summary = {"command": command, "code_version": code_version(), "device": device_name("cpu"),
-               "config": asdict(cfg), "steps": cfg.steps, "wall_time_s": round(time.perf_counter() - started, 1),
-               "final_loss": round(loss.item(), 4), "accuracy": digit_cell_accuracy(encoder),
-               "parameters": sum(p.numel() for p in encoder.parameters())}
+    summary = run.manifest(settings=asdict(cfg), steps=cfg.steps, final_loss=round(loss.item(), 4),
+                           accuracy=digit_cell_accuracy(encoder),
+                           parameters=sum(p.numel() for p in encoder.parameters()))
     out = Path(cfg.out)
-    save_checkpoint({"kind": "aligner", "dim": cfg.dim, "model": encoder.state_dict()}, out)
+    save_checkpoint({"config": {"dim": cfg.dim}, "model": encoder.state_dict()}, out)
     write_manifest({**summary, "weights_bytes": out.stat().st_size}, out.with_suffix(".json"))
     return encoder, summary

@@ -10,20 +10,20 @@ shipped ViT evaluator: the share of samples it reads as the requested digit, and
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, save_checkpoint, write_manifest
+from .config import check_device, check_finite, check_positive, option
 from .diffusion import FAST_SAMPLER, make_objective
-from .digits import DATA_DIR, load_digits
+from .digits import load_digits
 from .evaluator import classify, load_evaluator, to_float_images
 from .optim import EMA, warmup_cosine
-from .unet import UNet, UNetConfig
+from .unet import DENOISER_PATHS, UNet, UNetConfig
 
-DENOISER_PATHS = {"ddpm": DATA_DIR / "denoiser_ddpm.pt", "flow": DATA_DIR / "denoiser_flow.pt"}
 
 
 def digit_tensors(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,27 +32,50 @@ def digit_tensors(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     return to_float_images(digits.images) * 2 - 1, torch.from_numpy(digits.labels).long()
 
 
-def train_denoiser(objective: str = "ddpm", steps: int = 4000, batch_size: int = 128, lr: float = 2e-3,
-                   p_uncond: float = 0.1, ema_decay: float = 0.999, seed: int = 0, device: str = "cpu",
-                   out: str | Path | None = None, progress: bool = True, command: str = "",
+@dataclass
+class DenoiserConfig:
+    """Every setting of ``python -m minisora train-denoiser``, written once."""
+
+    objective: str = option("ddpm", "ddpm: noise prediction on a 1000-step linear schedule; flow: velocity on a "
+                                    "straight path", choices=("ddpm", "flow"))
+    steps: int = option(4000, "optimisation steps")
+    batch_size: int = option(128, "digits per step")
+    p_uncond: float = option(0.1, "probability of replacing a label by the null class (what guidance needs)")
+    ema_decay: float = option(0.999, "decay of the weights' moving average")
+    eval_per_class: int = option(30, "samples per digit class in the guidance sweep")
+    lr: float = option(2e-3, "peak AdamW learning rate (warm-up, then cosine decay)")
+    seed: int = option(0, "seed for initialisation, batches, noise and label dropout")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    out: str | None = option(None, "weights path (default: data/denoiser_OBJECTIVE.pt); manifest beside it")
+
+    def __post_init__(self):
+        self.out = self.out or str(DENOISER_PATHS[self.objective])
+        check_positive(self, "steps", "batch_size", "eval_per_class")
+        check_finite(self, "lr", above=0.0)
+        if not 0.0 <= self.p_uncond < 1.0 or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"p_uncond and ema_decay must be in [0, 1), got {self.p_uncond} and {self.ema_decay}")
+        check_device(self.device)
+
+
+def train_denoiser(cfg: DenoiserConfig, progress: bool = True, command: str = "", save: bool = True,
                    config: UNetConfig = UNetConfig()) -> tuple[UNet, dict]:
-    """Train a U-Net with the ``"ddpm"`` (eps target, linear schedule) or ``"flow"`` objective; returns the EMA model."""
-    if steps < 1 or batch_size < 1 or not 0 <= p_uncond < 1:
-        raise ValueError(f"need steps, batch_size >= 1 and 0 <= p_uncond < 1, got {steps}, {batch_size}, {p_uncond}")
-    version = code_version()
-    torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    """Train a U-Net with the ``"ddpm"`` (eps target, linear schedule) or ``"flow"`` objective; returns the EMA
+    model and what its manifest records; saves the weights to ``cfg.out`` unless ``save`` is False."""
+    run = RunRecord(command, cfg.device)
+    objective, steps, batch_size, device = cfg.objective, cfg.steps, cfg.batch_size, cfg.device
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     x_train, y_train = (t.to(device) for t in digit_tensors("train"))
     model, obj = UNet(config).to(device), make_objective(objective)
-    ema = EMA(model, ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps, warmup=min(200, steps // 10 + 1))
-    losses, start = [], time.perf_counter()
+    losses = []
     bar = tqdm(range(steps), desc=f"train {objective} denoiser", unit="step", disable=not progress)
     for step in bar:
         idx = torch.randint(0, len(x_train), (batch_size,), device=device, generator=generator)
         x0, label = x_train[idx], y_train[idx]  # (B, 1, 28, 28), (B,)
-        drop = torch.rand(batch_size, device=device, generator=generator) < p_uncond
+        drop = torch.rand(batch_size, device=device, generator=generator) < cfg.p_uncond
         label = label.masked_fill(drop, model.null_label)  # condition dropout -> the null class
         loss = obj.loss(model, x0, label, generator)
         opt.zero_grad(set_to_none=True)
@@ -62,29 +85,16 @@ def train_denoiser(objective: str = "ddpm", steps: int = 4000, batch_size: int =
         ema.update(model, step)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-    seconds = time.perf_counter() - start
+    run.stop()
     model = ema.model
-    summary = {"command": command, "code_version": version, "device": device_name(device), "objective": objective,
-               "steps": steps, "batch_size": batch_size, "lr": lr, "p_uncond": p_uncond, "ema_decay": ema_decay,
-               "seed": seed, "wall_time_s": round(seconds, 1), "config": asdict(config),
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "final_loss": round(sum(losses[-200:]) / len(losses[-200:]), 4),
-               "loss_curve": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
-                              for i in range(0, steps, 100)]}
-    if out is not None:
-        save_checkpoint({"config": asdict(config), "objective": objective, "model": model.state_dict()}, out)
+    summary = run.manifest(settings=asdict(cfg), steps=steps, config=asdict(config),
+                           parameters=sum(p.numel() for p in model.parameters()),
+                           final_loss=round(sum(losses[-200:]) / len(losses[-200:]), 4),
+                           loss_curve=[round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
+                                       for i in range(0, steps, 100)])
+    if save:
+        save_checkpoint({"config": asdict(config), "objective": objective, "model": model.state_dict()}, cfg.out)
     return model, summary
-
-
-def load_denoiser(objective_or_path: str | Path = "ddpm", device: str = "cpu") -> tuple[UNet, str]:
-    """A shipped denoiser by objective ("ddpm", "flow") or a checkpoint path; returns (model, objective)."""
-    path = DENOISER_PATHS.get(str(objective_or_path), Path(objective_or_path))
-    ckpt = load_checkpoint(path, map_location=device, kind="denoiser", keys=("config", "objective", "model"))
-    config = dict(ckpt["config"])
-    config["channels"] = tuple(config["channels"])
-    model = UNet(UNetConfig(**config))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt["objective"]
 
 
 @torch.no_grad()
@@ -146,14 +156,12 @@ def evaluate_denoiser(model: UNet, objective: str, per_class: int = 50, guidance
     return result
 
 
-def train_and_evaluate(objective: str, out: str | Path, eval_per_class: int = 30, **kwargs) -> dict:
+def train_and_evaluate(cfg: DenoiserConfig, progress: bool = True, command: str = "") -> dict:
     """``train-denoiser``: train, save the weights, evaluate, write the manifest beside the weights."""
-    out = Path(out)
-    model, summary = train_denoiser(objective, out=out, **kwargs)
+    model, summary = train_denoiser(cfg, progress, command)
     start = time.perf_counter()
-    summary["eval"] = evaluate_denoiser(model, objective, per_class=eval_per_class,
-                                        progress=kwargs.get("progress", True))
+    summary["eval"] = evaluate_denoiser(model, cfg.objective, per_class=cfg.eval_per_class, progress=progress)
     summary["eval_wall_time_s"] = round(time.perf_counter() - start, 1)
-    summary["weights_bytes"] = out.stat().st_size
-    write_manifest(summary, out.with_suffix(".json"))
+    summary["weights_bytes"] = Path(cfg.out).stat().st_size
+    write_manifest(summary, Path(cfg.out).with_suffix(".json"))
     return summary

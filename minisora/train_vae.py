@@ -1,4 +1,4 @@
-"""Training, evaluating and loading the video VAEs (``python -m minisora train-vae``).
+"""Training and evaluating the video VAEs (``python -m minisora train-vae``).
 
 Training clips are standard Moving MNIST clips of **train** digits, generated on the fly; quality
 is measured on the first clips of the standard test set (**test** digits only): PSNR and SSIM of
@@ -8,19 +8,18 @@ the posterior-mean reconstruction, per frame.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, save_checkpoint, write_manifest
+from .config import check_device, check_finite, check_positive, option
 from .data import MovingMNIST, standard_test_set
 from .metrics import psnr, ssim
 from .optim import warmup_cosine
-from .vae import KL_WEIGHT, VAE, VAEConfig, encode_decode_ms
-
+from .vae import KL_WEIGHT, VAE, VAE_PATHS, VAEConfig, encode_decode_ms
 
 
 def clips(dataset: MovingMNIST, start: int, n: int, device: str = "cpu") -> torch.Tensor:
@@ -50,43 +49,61 @@ def evaluate(vae: VAE, n: int = 100, batch: int = 10) -> dict:
     return {"test_clips": n, **{k: round(v, 4) for k, v in scores.items()}}
 
 
-def train_vae(kind: str = "frame", steps: int = 6000, batch_size: int = 4, lr: float = 2e-3,
-              kl_weight: float = KL_WEIGHT, seed: int = 0, device: str = "cpu", out: str | Path | None = None,
-              progress: bool = True, command: str = "", checkpoint_every: int = 500) -> tuple[VAE, dict]:
-    """Train a frame or spacetime VAE on train-digit clips; save weights and manifest to ``out``."""
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
-    version = code_version()
+@dataclass
+class VAETrainConfig:
+    """Every setting of ``python -m minisora train-vae``, written once."""
+
+    kind: str = option("frame", "frame: 2D convolutions per frame (64x64 -> 16x16x4); spacetime: 3D convolutions "
+                                "that also halve time (20 frames -> 10)", choices=("frame", "spacetime"))
+    steps: int = option(6000, "optimisation steps")
+    batch_size: int = option(4, "clips (of 20 frames) per step")
+    kl_weight: float = option(KL_WEIGHT, "beta, the weight of the KL term")
+    lr: float = option(2e-3, "peak AdamW learning rate (warm-up, then cosine decay)")
+    seed: int = option(0, "seed for initialisation, clips and sampling")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    out: str | None = option(None, "weights path (default: data/vae_KIND.pt); manifest next to it")
+    ckpt_every: int = option(500, "steps between checkpoints of the weights during training")
+
+    def __post_init__(self):
+        self.out = self.out or str(VAE_PATHS[self.kind])
+        check_positive(self, "steps", "batch_size", "ckpt_every")
+        check_finite(self, "lr", above=0.0)
+        check_finite(self, "kl_weight", at_least=0.0)
+        check_device(self.device)
+
+
+def train_vae(cfg: VAETrainConfig, progress: bool = True, command: str = "", save: bool = True) -> tuple[VAE, dict]:
+    """Train a frame or spacetime VAE on train-digit clips; save weights and manifest to ``cfg.out`` (unless
+    ``save`` is False)."""
+    run = RunRecord(command, cfg.device)
+    kind, steps, batch_size, seed, device = cfg.kind, cfg.steps, cfg.batch_size, cfg.seed, cfg.device
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     data = MovingMNIST("train", steps * batch_size, seed=seed, digits="mnist5k")
     vae = VAE(VAEConfig(kind=kind)).to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps, warmup=min(100, steps // 10 + 1))
-    out = Path(out) if out is not None else None
-    start = time.perf_counter()
+    out = Path(cfg.out)
     bar = tqdm(range(steps), desc=f"train {kind} VAE", unit="step", disable=not progress)
     for step in bar:
         x = clips(data, step * batch_size, batch_size, device)
-        loss, parts = vae.loss(x, kl_weight, generator)
+        loss, parts = vae.loss(x, cfg.kl_weight, generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         bar.set_postfix(psnr=f"{-10 * math.log10(parts['mse'] + 1e-10):.1f}", kl=f"{parts['kl']:.2f}")
-        if out is not None and (step + 1) % checkpoint_every == 0:
+        if save and (step + 1) % cfg.ckpt_every == 0:
             save_checkpoint({"config": asdict(vae.config), "model": vae.state_dict()}, out)
-    seconds = time.perf_counter() - start
+    run.stop()
     vae.eval()
     vae.latent_scale.fill_(measure_latent_scale(vae))
     speed = encode_decode_ms(vae)
-    summary = {"command": command, "code_version": version, "device": device_name(device), "kind": kind,
-               "steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed,
-               "wall_time_s": round(seconds, 1), "config": asdict(vae.config),
-               "parameters": sum(p.numel() for p in vae.parameters()), "compression": vae.compression(),
-               "latent_scale": round(float(vae.latent_scale), 5), **evaluate(vae),
-               "encode_decode_ms_per_clip_cpu": round(speed, 1)}
-    if out is not None:
+    summary = run.manifest(settings=asdict(cfg), steps=steps, config=asdict(vae.config),
+                           parameters=sum(p.numel() for p in vae.parameters()), compression=vae.compression(),
+                           latent_scale=round(float(vae.latent_scale), 5), **evaluate(vae),
+                           encode_decode_ms_per_clip_cpu=round(speed, 1))
+    if save:
         save_checkpoint({"config": asdict(vae.config), "model": vae.state_dict()}, out)
         summary["weights_bytes"] = out.stat().st_size
         write_manifest(summary, out.with_suffix(".json"))

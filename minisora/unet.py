@@ -11,11 +11,16 @@ that classifier-free guidance uses (training drops the label to it with probabil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checkpoint import load_model
 from .diffusion import TimestepEmbedding
+from .digits import DATA_DIR
+
+DENOISER_PATHS = {"ddpm": DATA_DIR / "denoiser_ddpm.pt", "flow": DATA_DIR / "denoiser_flow.pt"}
 
 
 @dataclass(frozen=True)
@@ -83,3 +88,10 @@ class UNet(nn.Module):
             skip = skips.pop()
             h = block(torch.cat([h if i == 0 else self.upsample(h), skip], dim=1), emb)  # (B, c, same size as skip)
         return self.out(h)
+
+
+def load_denoiser(objective_or_path: str | Path = "ddpm", device: str = "cpu") -> tuple[UNet, str]:
+    """A shipped denoiser by objective ("ddpm", "flow") or a checkpoint path; returns (model, objective)."""
+    path = DENOISER_PATHS.get(str(objective_or_path), Path(objective_or_path))
+    model, ckpt = load_model(path, UNet, UNetConfig, device, keys=("objective",), kind="denoiser")
+    return model, ckpt["objective"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_model
 from .digits import DATA_DIR
 
 VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "spacetime": DATA_DIR / "vae_spacetime.pt"}
@@ -53,6 +53,15 @@ class VAEConfig:
     @property
     def temporal_factor(self) -> int:
         return 2 if self.kind == "spacetime" else 1
+
+
+def latent_space(kind: str) -> tuple[int, int, int]:
+    """(channels, temporal factor, spatial factor) of the space a DiT denoises: a shipped VAE's latents ("frame",
+    "spacetime"; both are ``VAEConfig``'s defaults but for the kind) or pixels ("none")."""
+    if kind == "none":
+        return 1, 1, 1
+    c = VAEConfig(kind=kind)
+    return c.latent_channels, c.temporal_factor, c.spatial_factor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,13 +213,7 @@ class VAE(nn.Module):
 
 def load_vae(kind_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
     """A shipped VAE by kind ("frame", "spacetime") or any checkpoint written by ``train_vae.train_vae``."""
-    path = VAE_PATHS.get(str(kind_or_path), Path(kind_or_path))
-    ckpt = load_checkpoint(path, map_location=device, kind="VAE", keys=("config", "model"))
-    config = dict(ckpt["config"])
-    config["channels"] = tuple(config["channels"])
-    vae = VAE(VAEConfig(**config))
-    vae.load_state_dict(ckpt["model"])
-    return vae.to(device).eval()
+    return load_model(VAE_PATHS.get(str(kind_or_path), Path(kind_or_path)), VAE, VAEConfig, device)[0]
 
 
 @torch.no_grad()

@@ -24,7 +24,8 @@ from pathlib import Path
 from ladder import diagnose  # scripts/ladder.py
 from minisora.cli import build_parser, config_from
 from minisora import repa
-from minisora.dit import VAE_FACTORS, flops_per_clip, tokens_per_clip
+from minisora.dit import flops_per_clip, tokens_per_clip
+from minisora.vae import latent_space
 from minisora.sample import VideoCodec, load_dit, objective_of
 from minisora.text import Tokenizer
 from minisora.train import TrainConfig, TrainingClips
@@ -57,7 +58,7 @@ def step_flops(cfg: TrainConfig) -> float:
     clip = flops_per_clip(model, words=round(prompt_words(cfg, images=False))) + alignment(model)
     if not cfg.p_image:
         return cfg.batch_size * clip
-    still = replace(model, frames=VAE_FACTORS[cfg.vae][0] * model.patch[0])
+    still = replace(model, frames=latent_space(cfg.vae)[1] * model.patch[0])
     images = tokens_per_clip(model)[0] * (flops_per_clip(still, words=round(prompt_words(cfg, images=True)))
                                           + alignment(still))
     return cfg.batch_size * ((1 - cfg.p_image) * clip + cfg.p_image * images)

@@ -197,7 +197,8 @@ def test_ema_and_schedule():
 @pytest.mark.parametrize("objective", ["ddpm", "flow"])
 def test_shipped_denoisers_make_digits_the_evaluator_reads(objective):
     """A floor far under the measured accuracy (see the manifests): catches broken weights or samplers, not noise."""
-    from minisora.train_denoiser import load_denoiser, sample_digits, score_digits
+    from minisora.train_denoiser import sample_digits, score_digits
+    from minisora.unet import load_denoiser
 
     torch.set_num_threads(1)
     model, saved_objective = load_denoiser(objective)
@@ -210,7 +211,7 @@ def test_shipped_denoisers_make_digits_the_evaluator_reads(objective):
 
 def test_denoiser_checkpoint_errors(tmp_path):
     from minisora.digits import DATA_DIR
-    from minisora.train_denoiser import load_denoiser
+    from minisora.unet import load_denoiser
 
     with pytest.raises(FileNotFoundError):
         load_denoiser(tmp_path / "missing.pt")

@@ -9,7 +9,8 @@ import torch
 
 from minisora.cli import main
 from minisora.data import standard_test_set
-from minisora.evaluate import clip_features, digit_scores, prompts_for, real_clips, video_prediction
+from minisora.evaluate import clip_scores, prompts_for, read_clips, real_clips, video_prediction
+from minisora.evaluator import digit_scores
 from minisora.evaluator import load_evaluator
 from minisora.metrics import frechet_distance, mse_per_frame
 from minisora.sample import VideoCodec, load_dit, objective_of
@@ -26,6 +27,14 @@ def one_digit():
     return real_clips(60, 1, seed=5)
 
 
+def scores(evaluator, videos, labels) -> dict:
+    return digit_scores(read_clips(evaluator, videos, labels), labels)
+
+
+def features(evaluator, videos) -> torch.Tensor:
+    return clip_scores(evaluator, videos, [[0]] * len(videos))[1]
+
+
 def test_prompts_cycle_the_digits_and_name_pairs():
     prompts, labels = prompts_for(20, 1)
     assert prompts[:11] == [str(i) for i in range(10)] + ["0"] and labels[3] == [3]
@@ -35,31 +44,31 @@ def test_prompts_cycle_the_digits_and_name_pairs():
 
 def test_real_clips_score_as_real_and_wrong_prompts_do_not(evaluator, one_digit):
     videos, labels = one_digit
-    real = digit_scores(evaluator, videos, labels)
+    real = scores(evaluator, videos, labels)
     assert real["readable"] == 1.0 and real["alignment"] >= 0.95 and real["identity"] >= 0.95
-    wrong = digit_scores(evaluator, videos, [[(d + 1) % 10] for (d,) in labels])
+    wrong = scores(evaluator, videos, [[(d + 1) % 10] for (d,) in labels])
     assert wrong["alignment"] <= 0.1 and wrong["identity"] >= 0.95  # same clips: still one digit throughout
     noise = torch.rand(videos.shape, generator=torch.Generator().manual_seed(0))
-    assert digit_scores(evaluator, noise, labels)["alignment"] <= 0.3
+    assert scores(evaluator, noise, labels)["alignment"] <= 0.3
 
 
 def test_two_digit_clips_are_read_where_the_digits_are_apart(evaluator):
     videos, labels = real_clips(40, 2, seed=5)
-    s = digit_scores(evaluator, videos, labels)
+    s = scores(evaluator, videos, labels)
     assert s["readable"] >= 0.4 and s["alignment"] >= 0.9
-    assert digit_scores(evaluator, videos, [[(a + 1) % 10, b] for a, b in labels])["alignment"] <= 0.2
+    assert scores(evaluator, videos, [[(a + 1) % 10, b] for a, b in labels])["alignment"] <= 0.2
 
 
 def test_frechet_distance_on_evaluator_features(evaluator, one_digit):
     videos, _ = one_digit
     other, _ = real_clips(60, 1, seed=6)
-    real = clip_features(evaluator, videos)
+    real = features(evaluator, videos)
     assert real.shape == (60, 96)
-    same = frechet_distance(clip_features(evaluator, other), real)
+    same = frechet_distance(features(evaluator, other), real)
     blurred = torch.nn.functional.avg_pool2d(videos, 5, stride=1, padding=2)  # digits smeared into blobs
     noise = torch.rand(videos.shape, generator=torch.Generator().manual_seed(0))
-    assert frechet_distance(clip_features(evaluator, blurred), real) > 2 * same
-    assert frechet_distance(clip_features(evaluator, noise), real) > 3 * same
+    assert frechet_distance(features(evaluator, blurred), real) > 2 * same
+    assert frechet_distance(features(evaluator, noise), real) > 3 * same
 
 
 @pytest.fixture(scope="module")

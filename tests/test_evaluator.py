@@ -10,8 +10,9 @@ import torch
 from minisora.checkpoint import load_checkpoint
 from minisora.data import MovingMNIST, get_config
 from minisora.digits import load_digits
-from minisora.evaluator import (EVALUATOR_PATH, accuracy, augment, classify, classify_video, crop_digits,
-                                load_evaluator, locate_digits, train_evaluator)
+from minisora.evaluator import (EVALUATOR_PATH, EvaluatorConfig, accuracy, augment, classify, load_evaluator,
+                                read_clip, train_evaluator)
+from minisora.geometry import crop_digits, locate_digits
 
 BAR = 0.97  # issue #3: at least 97% on the 1,000 held-out test digits
 
@@ -63,8 +64,8 @@ def test_missing_corrupt_and_wrong_checkpoints(tmp_path):
 
 def test_train_evaluator_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "ev.pt"
-    model, summary = train_evaluator(epochs=1, batch_size=64, train_digits=128, out=out, progress=False,
-                                     command="test")
+    model, summary = train_evaluator(EvaluatorConfig(epochs=1, batch_size=64, train_digits=128, out=str(out)),
+                                     progress=False, command="test")
     assert summary["steps"] == 2 and summary["train_digits"] == 128
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["weights_bytes"] == out.stat().st_size
@@ -93,13 +94,13 @@ def test_locate_digits_finds_isolated_digits():
         locate_digits(np.zeros((20, 64)), 1)
 
 
-def test_classify_video_reads_real_test_clips(evaluator):
+def test_read_clip_reads_real_test_clips(evaluator):
     """On real clips, frames whose digits do not overlap are read correctly (as a multiset)."""
     ds = MovingMNIST("test", 80, seed=1, digits="mnist5k")
     correct = total = 0
     for i in range(80):
         clip = ds.clip(i)
-        labels, _ = classify_video(evaluator, clip.video, 2)
+        labels = read_clip(evaluator, clip.video, 2).labels
         corners = np.floor(clip.motion.positions)  # (T, 2, 2)
         apart = (np.abs(corners[:, 0] - corners[:, 1]) >= 28).any(-1)  # boxes do not overlap
         for t in np.flatnonzero(apart):

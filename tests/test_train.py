@@ -10,7 +10,8 @@ import torch
 
 from minisora.cli import main
 from minisora.digits import DATA_DIR
-from minisora.sample import VideoCodec, generate, latent_known, latent_shape, load_dit, sample_from_checkpoint
+from minisora.sample import (SampleConfig, VideoCodec, generate, latent_known, latent_shape, load_dit,
+                            sample_from_checkpoint)
 from minisora.train import TrainConfig, build, draw_known, train
 
 QUICK = TrainConfig(preset="micro", steps=6, batch_size=4, log_every=1, ckpt_every=100, sample_every=0, sample_steps=2)
@@ -57,8 +58,8 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     assert (tmp_path / "s.gif").exists()
     assert "wrote 2 clip(s) of 8 frames at 64x64" in capsys.readouterr().out
     # the run's own checkpoint samples the same as the exported weights
-    a, _ = sample_from_checkpoint(run / "ckpt.pt", ["3"], steps=2, frames=4)
-    b, _ = sample_from_checkpoint(tmp_path / "w.pt", ["3"], steps=2, frames=4)
+    a, _ = sample_from_checkpoint(SampleConfig(ckpt=str(run / "ckpt.pt"), steps=2, frames=4), progress=False)
+    b, _ = sample_from_checkpoint(SampleConfig(ckpt=str(tmp_path / "w.pt"), steps=2, frames=4), progress=False)
     assert a.shape == (1, 1, 4, 64, 64) and torch.equal(a, b)
 
 
@@ -105,7 +106,8 @@ def test_bad_preset_and_batch(tmp_path):
 
 def test_the_ddpm_objective_trains_and_samples_too(tmp_path):
     train(replace(QUICK, out=str(tmp_path), steps=2, objective="ddpm"), progress=False)
-    videos, _ = sample_from_checkpoint(tmp_path / "ckpt.pt", ["3 and 7"], steps=2, frames=4)
+    videos, _ = sample_from_checkpoint(SampleConfig(("3 and 7",), str(tmp_path / "ckpt.pt"), steps=2, frames=4),
+                                       progress=False)
     assert videos.shape == (1, 1, 4, 64, 64) and torch.isfinite(videos).all()
 
 
