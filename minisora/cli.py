@@ -159,13 +159,20 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's help with its default, except a default of None: the help says what happens then."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minisora", description="minisora: build a Sora-style video generator on Moving MNIST.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         p = subparsers.add_parser(name, help=command.help, description=command.description,
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=HelpFormatter)
         for settings in command.settings:
             add_config_flags(p, settings)
         p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoint import code_version, device_name, load_checkpoint, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, load_checkpoint, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, check_probability, option
 from .data import MovingMNIST
 from .motion import get_config
 from .digits import Digits, load_digits
 from .dit import PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
-from .repa import Projector, aligned_block, alignment_loss, load_aligner, token_targets
+from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
 from .vae import latent_space
 from .viz import save_gif
@@ -203,9 +203,29 @@ def draw_known(batch: int, tubelets: int, tubelet: int, p: float, generator: tor
     return (known & used[:, None]).repeat_interleave(tubelet, dim=1)
 
 
-def build(cfg: TrainConfig, device: torch.device):
-    """Model, REPA's projector and frozen aligner (None without ``--repa``), EMA, optimiser and schedule for a
-    config (seeded; weights from ``cfg.init`` if given)."""
+@dataclass
+class Trainee:
+    """What a run trains and how: the DiT, its EMA, the optimiser and schedule, and with ``--repa`` the projector
+    that is trained too and the frozen aligner it is aligned with."""
+
+    model: DiT
+    ema: EMA
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    projector: Projector | None = None
+    aligner: FrameEncoder | None = None
+    hidden: dict = field(default_factory=dict)  # REPA: the aligned block's output tokens of the last forward pass
+
+    def state(self, cfg: TrainConfig, step: int, generator: torch.Generator) -> dict:
+        """The checkpoint: everything ``restore`` needs to continue exactly."""
+        return {"config": asdict(self.model.config), "train": asdict(cfg), "model": self.model.state_dict(),
+                "ema": self.ema.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "step": step, "generator": generator.get_state(),
+                **({"projector": self.projector.state_dict()} if self.projector else {})}
+
+
+def build(cfg: TrainConfig, device: torch.device) -> Trainee:
+    """The model (seeded; weights from ``cfg.init`` if given), its EMA, optimiser, schedule and REPA's parts."""
     torch.manual_seed(cfg.seed)
     model = DiT(cfg.model_config()).to(device)
     if cfg.init:
@@ -213,19 +233,15 @@ def build(cfg: TrainConfig, device: torch.device):
         if start.config != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
-    ema = EMA(model, cfg.ema_decay)
     aligner = load_aligner(device=device) if cfg.repa else None
     projector = Projector(model.config.dim, aligner.dim).to(device) if cfg.repa else None
     params = [*model.parameters(), *(projector.parameters() if projector else ())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return model, projector, aligner, ema, opt, warmup_cosine(opt, cfg.steps, cfg.warmup)
-
-
-def checkpoint_state(cfg, model, projector, ema, opt, sched, step, generator) -> dict:
-    return {"config": asdict(model.config), "train": asdict(cfg), "model": model.state_dict(),
-            "ema": ema.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "step": step, "generator": generator.get_state(),
-            **({"projector": projector.state_dict()} if projector else {})}
+    t = Trainee(model, EMA(model, cfg.ema_decay), opt, warmup_cosine(opt, cfg.steps, cfg.warmup), projector, aligner)
+    if projector:  # keep the aligned block's output tokens of each forward pass
+        model.blocks[aligned_block(model.config.depth)].register_forward_hook(
+            lambda module, inputs, output: t.hidden.update(tokens=output))
+    return t
 
 
 CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step", "generator")
@@ -235,8 +251,8 @@ OPTIONAL_KEYS = ("projector",)  # REPA's MLP, in runs with --repa
 FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")  # may change on resume
 
 
-def restore(cfg: TrainConfig, ckpt_path: Path, device, model, projector, ema, opt, sched, generator) -> int:
-    """Load a run's checkpoint into the model, EMA, optimiser, schedule and generator; returns its step.
+def restore(cfg: TrainConfig, ckpt_path: Path, device, t: Trainee, generator: torch.Generator) -> int:
+    """Load a run's checkpoint into ``t`` and the generator; returns its step.
     Refuses a checkpoint made with other settings (settings it predates count as their defaults)."""
     state = load_checkpoint(ckpt_path, map_location=device, kind="training", keys=CKPT_KEYS,
                             optional=OPTIONAL_KEYS)
@@ -246,12 +262,12 @@ def restore(cfg: TrainConfig, ckpt_path: Path, device, model, projector, ema, op
     if saved != given:
         diff = {k: (saved.get(k), v) for k, v in given.items() if saved.get(k) != v}
         raise ValueError(f"cannot resume {ckpt_path}: settings differ (saved, given): {diff}")
-    model.load_state_dict(state["model"])
-    if projector:
-        projector.load_state_dict(state["projector"])
-    ema.model.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
+    t.model.load_state_dict(state["model"])
+    if t.projector:
+        t.projector.load_state_dict(state["projector"])
+    t.ema.model.load_state_dict(state["ema"])
+    t.opt.load_state_dict(state["optimizer"])
+    t.sched.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"].cpu())
     return state["step"]
 
@@ -297,76 +313,91 @@ def trim_log(log_path: Path, step: int) -> None:
         log_path.write_text("".join(line + "\n" for line in lines))
 
 
+class LogLines:
+    """log.jsonl: one line per ``log_every`` steps with the means of the steps since the last line, and speed."""
+
+    def __init__(self, path: Path, batch_size: int):
+        self.path, self.batch_size = path, batch_size
+        self.losses, self.aligns, self.tick = [], [], time.perf_counter()
+
+    def add(self, loss: float, align: float | None) -> None:
+        self.losses.append(loss)
+        if align is not None:
+            self.aligns.append(align)
+
+    def write(self, step: int, lr: float, grad_norm: float) -> dict:
+        seconds, k = time.perf_counter() - self.tick, len(self.losses)
+        record = {"step": step, "loss": round(sum(self.losses) / k, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
+                  "steps_per_s": round(k / seconds, 3), "clips_per_s": round(k * self.batch_size / seconds, 2),
+                  **({"align": round(sum(self.aligns) / k, 4)} if self.aligns else {})}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.losses, self.aligns, self.tick = [], [], time.perf_counter()
+        return record
+
+
+def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch, step: int,
+             autocast) -> tuple[float, float | None, float]:
+    """One step on batch ``b``: returns (diffusion loss, REPA's alignment loss or None, gradient norm)."""
+    with autocast:
+        loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
+        align = None
+        if t.projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y), h: the aligned block's tokens
+            targets = token_targets(t.aligner, b.videos, t.model.patch_grid(b.z))
+            align = alignment_loss(t.projector(t.hidden["tokens"]), targets)
+    t.opt.zero_grad(set_to_none=True)
+    (loss if align is None else loss + cfg.repa * align).backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.opt.param_groups[0]["params"], cfg.grad_clip)
+    t.opt.step()
+    t.sched.step()
+    t.ema.update(t.model, step)
+    return loss.item(), None if align is None else align.item(), float(grad_norm)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "",
           export: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns a summary (speed, final loss, files)."""
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise ValueError(f"steps and batch size must be positive, got {cfg.steps} and {cfg.batch_size}")
     rank, world = distributed()
     if cfg.batch_size % world:
         raise ValueError(f"the global batch size {cfg.batch_size} must be divisible by the {world} processes")
     device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ['LOCAL_RANK'])}")
-    out, version = Path(cfg.out), code_version()
+    run, out = RunRecord(command, device), Path(cfg.out)
     ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
-    model, projector, aligner, ema, opt, sched = build(cfg, device)
+    t = build(cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same stream on every device
     start_step = 0
     if resume and ckpt_path.exists():
-        start_step = restore(cfg, ckpt_path, device, model, projector, ema, opt, sched, generator)
+        start_step = restore(cfg, ckpt_path, device, t, generator)
     elif resume and rank == 0:
         print(f"no checkpoint at {ckpt_path}: starting a new run")
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(t.model) if world > 1 else t.model
     net = torch.compile(net) if cfg.compile else net
     obj, codec = objective_of(asdict(cfg)), VideoCodec(cfg.vae, device)
     data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size,
                          classes=cfg.classes, clips=cfg.clips)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
-    if projector:  # REPA: keep the aligned block's output tokens of each forward pass
-        hidden = {}
-        model.blocks[aligned_block(model.config.depth)].register_forward_hook(
-            lambda module, inputs, output: hidden.update(tokens=output))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         trim_log(log_path, start_step)
-    last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
+    log, last_step = LogLines(log_path, cfg.batch_size), min(cfg.steps, cfg.stop_at or cfg.steps)
     bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
                unit="step", disable=not progress or rank > 0)
-    losses, aligns, tick, started = [], [], time.perf_counter(), time.perf_counter()
     for step in bar:
-        b = draw_batch(step, cfg, data, model, obj, codec, generator, rank, world)
-        with autocast:
-            loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
-            if projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y)
-                align = alignment_loss(projector(hidden["tokens"]), token_targets(aligner, b.videos, model.patch_grid(b.z)))
-                aligns.append(align.item())
-        opt.zero_grad(set_to_none=True)
-        (loss + cfg.repa * align if projector else loss).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.grad_clip)
-        opt.step()
-        sched.step()
-        ema.update(model, step)
-        losses.append(loss.item())
+        b = draw_batch(step, cfg, data, t.model, obj, codec, generator, rank, world)
+        loss, align, grad_norm = optimise(t, net, obj, cfg, b, step, autocast)
+        log.add(loss, align)
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == last_step):
-            seconds = time.perf_counter() - tick
-            k = len(losses)
-            record = {"step": done, "loss": round(sum(losses) / k, 5), "lr": sched.get_last_lr()[0],
-                      "grad_norm": round(float(grad_norm), 4), "steps_per_s": round(k / seconds, 3),
-                      "clips_per_s": round(k * cfg.batch_size / seconds, 2),
-                      **({"align": round(sum(aligns) / k, 4)} if aligns else {})}
-            with log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            record = log.write(done, t.sched.get_last_lr()[0], grad_norm)
             bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
-            losses, aligns, tick = [], [], time.perf_counter()
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == last_step):
-            save_checkpoint(checkpoint_state(cfg, model, projector, ema, opt, sched, done, generator), ckpt_path)
+            save_checkpoint(t.state(cfg, done, generator), ckpt_path)
         if rank == 0 and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
-            write_samples(ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
-    summary = {"run": str(out), "steps_done": last_step, "steps_planned": cfg.steps,
-               "wall_time_s": round(time.perf_counter() - started, 1)}
+            write_samples(t.ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
+    summary = {"run": str(out), "steps_done": last_step, "steps_planned": cfg.steps, "wall_time_s": run.stop()}
     if rank == 0:
-        summary.update(run_summary(cfg, model, log_path, device, version, command))
+        summary.update(run_summary(cfg, t.model, log_path, run))
         plot_loss(log_path, out / "loss.png")
         if export is not None:  # when the run completes, or stops at --stop-at
             export_weights(ckpt_path, export, summary)
@@ -381,7 +412,7 @@ def write_samples(model: DiT, codec: VideoCodec, cfg: TrainConfig, path: Path, p
     return save_gif(list(videos[:, 0].cpu()), path, ncols=len(prompts))
 
 
-def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, device, version: str, command: str) -> dict:
+def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) -> dict:
     """What the manifest records: settings, size, cost and speed, and the last logged loss."""
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
     speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
@@ -389,8 +420,7 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, device, version: s
     flops = flops_per_clip(model.config)
     steps = [0] + [r["step"] for r in log]
     train_time = sum((b - a) / r["steps_per_s"] for a, b, r in zip(steps, steps[1:], log))  # all segments of a resumed run
-    return {"command": command, "code_version": version, "device": device_name(device),
-            "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
+    return {**run.manifest(), "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
             "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
             "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
             "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None,

@@ -100,7 +100,7 @@ def test_two_processes_train_like_one(tmp_path):
 def test_bad_preset_and_batch(tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "--preset", "huge", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1, got 0"):
         train(replace(QUICK, out=str(tmp_path), steps=0), progress=False)
 
 
@@ -126,7 +126,7 @@ def test_conditioning_masks_come_in_whole_tubelets_and_all_kinds():
 def test_init_starts_from_given_weights(tmp_path):
     train(replace(QUICK, out=str(tmp_path / "a"), steps=2), progress=False)
     start = weights(tmp_path / "a" / "ckpt.pt")["ema"]
-    model, *_ = build(replace(QUICK, init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
+    model = build(replace(QUICK, init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu")).model
     assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())
     # exported weights carry their manifest; a run started from them records where it came from
     main(["train", "--preset", "micro", "--steps", "1", "--batch-size", "2", "--out", str(tmp_path / "b"), "--quiet",
@@ -200,9 +200,9 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [(dict(p_image=1.5), "p_image is a probability"),
                                           (dict(classes=(3, 12)), "classes must be digits 0-9"),
-                                          (dict(clips=0), "clips must be a positive"),
-                                          (dict(repa=-1.0), "repa is a loss weight"),
-                                          (dict(repa=float("nan")), "repa is a loss weight")])
+                                          (dict(clips=0), "clips must be a whole number >= 1"),
+                                          (dict(repa=-1.0), "repa must be a finite number >= 0"),
+                                          (dict(repa=float("nan")), "repa must be a finite number >= 0")])
 def test_bad_settings_are_refused_where_they_enter(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(QUICK, **bad)
