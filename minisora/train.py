@@ -33,6 +33,7 @@ from .config import check_device, check_finite, check_positive, check_probabilit
 from .data import MovingMNIST
 from .motion import get_config
 from .digits import Digits, load_digits
+from .evaluator import load_evaluator, prompt_agreement
 from .dit import PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
@@ -420,7 +421,7 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
     flops = flops_per_clip(model.config)
     steps = [0] + [r["step"] for r in log]
     train_time = sum((b - a) / r["steps_per_s"] for a, b, r in zip(steps, steps[1:], log))  # all segments of a resumed run
-    return {**run.manifest(), "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
+    return {**run.manifest(), "settings": asdict(cfg), "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
             "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
             "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
             "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None,
@@ -454,8 +455,6 @@ def plot_loss(log_path: Path, path: Path) -> Path:
 def digit_agreement(model: DiT, codec: VideoCodec, objective: str, per_digit: int = 5, guidance: float = 4.0,
                     steps: int = 25, seed: int = 0) -> float:
     """Share of one-digit prompts ("0" ... "9", ``per_digit`` clips each) whose clip the evaluator reads as that digit."""
-    from .evaluator import load_evaluator, prompt_agreement
-
     prompts = [str(d) for d in range(10) for _ in range(per_digit)]
     videos = generate(model, codec, prompts, objective, guidance=guidance, steps=steps, seed=seed)
     return prompt_agreement(load_evaluator(), videos[:, 0].cpu(), [[int(p)] for p in prompts])
@@ -464,8 +463,6 @@ def digit_agreement(model: DiT, codec: VideoCodec, objective: str, per_digit: in
 def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
     """Write the EMA weights alone (what sampling needs) and a manifest beside them, with the share of
     one-digit samples the evaluator reads as the prompted digit (5 per digit, guidance 4, 25 steps)."""
-    from .sample import load_dit
-
     state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS,
                             optional=OPTIONAL_KEYS)
     path = Path(path)
