@@ -199,12 +199,9 @@ class LocalConv(nn.Module):
         return rearrange(self.conv(y), "b d t h w -> b (t h w) d")  # (B, N, D)
 
     def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
-        if not isinstance(layout, ClipLayout):
-            return x + self.conv_grid(self.norm(x), layout)
-        y, out = self.norm(x), x.clone()
-        for (row, start, n), grid in zip(layout.packed.placement, layout.grids):  # each clip on its own grid
-            out[row, start:start + n] = x[row, start:start + n] + self.conv_grid(y[row:row + 1, start:start + n], grid)[0]
-        return out
+        if isinstance(layout, ClipLayout):  # each clip on its own grid
+            return x + layout.per_clip(self.norm(x), self.conv_grid)
+        return x + self.conv_grid(self.norm(x), layout)
 
 
 class DiTBlock(nn.Module):
@@ -226,6 +223,8 @@ class DiTBlock(nn.Module):
 
     def self_attention(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
         rope = isinstance(self.attn, RotaryAttention)
+        if isinstance(layout, ClipLayout) and layout.backend == "loop":  # each clip alone, as below
+            return layout.per_clip(x, self.self_attention)
         if isinstance(layout, ClipLayout):  # packed rows: one mask says which tokens see each other
             head_dim = self.attn.qkv.in_features // self.attn.heads
             rotary = (coords_angles(layout.coords, head_dim)[:, None],) if rope else ()  # (R, 1, L, d/2)
@@ -337,15 +336,17 @@ class DiT(nn.Module):
         return unpatchify(self.transform(tokens, c, text, words, grid), grid, self.config.patch)  # (B, C, T, H, W)
 
     def forward_packed(self, xs: list[torch.Tensor], times: list[torch.Tensor], ids: torch.Tensor,
-                       budget: int | None = None) -> list[torch.Tensor]:
+                       budget: int | None = None, backend: str = "auto", padded: bool = False) -> list[torch.Tensor]:
         """Clips of any shapes in one pass (Patch n' Pack): xs[i] (C, T_i, H_i, W_i); times[i] one time () or one per
         latent frame (T_i,); ids (S, L). Their tokens are packed into rows of ``budget`` tokens (default: the longest
-        clip's) and attention stays inside each clip. Returns the predictions, like ``forward`` on each clip alone."""
+        clip's; ``padded``: one clip a row instead) and self-attention stays inside each clip, by masks (``dense``)
+        or clip by clip (``loop``; ``auto``: loop on the CPU, dense on GPU). Returns the predictions, like
+        ``forward`` on each clip alone."""
         if not len(xs) == len(times) == len(ids):
             raise ValueError(f"expected one time and one prompt per clip, got {len(xs)} clips, {len(times)} times and "
                              f"{len(ids)} prompts")
         grids = [self.patch_grid(x[None]) for x in xs]
-        layout = ClipLayout([self.embed(x[None])[0][0] for x in xs], grids, budget)  # rows (R, L, D)
+        layout = ClipLayout([self.embed(x[None])[0][0] for x in xs], grids, budget, backend, padded)  # rows (R, L, D)
         text, words, pooled = self.text(ids)  # (S, W, Dt), (S, W), (S, Dt)
         per_frame = [t.reshape(1).expand(g[0]) if t.numel() == 1 else t[:: self.config.patch[0]]
                      for t, g in zip(times, grids)]  # (t_i,): one time per frame of tubelets

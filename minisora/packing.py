@@ -174,9 +174,14 @@ class ClipLayout:
     of tubelets (same t), for ``temporal`` attention, to one position (same h, w). Padding attends to itself.
     """
 
-    def __init__(self, tokens: list[torch.Tensor], grids: list[tuple[int, int, int]], budget: int | None = None):
+    def __init__(self, tokens: list[torch.Tensor], grids: list[tuple[int, int, int]], budget: int | None = None,
+                 backend: str = "auto", padded: bool = False):
+        if backend not in ("auto", "dense", "loop"):
+            raise ValueError(f"backend must be 'auto', 'dense' or 'loop', got {backend!r}")
         self.grids = [tuple(int(n) for n in g) for g in grids]
-        self.packed = pack(tokens, [grid_coords(g).to(tokens[0].device) for g in self.grids], budget)
+        coords = [grid_coords(g).to(tokens[0].device) for g in self.grids]
+        self.packed = pad_to_longest(tokens, coords) if padded else pack(tokens, coords, budget)
+        self.backend = ("dense" if tokens[0].is_cuda else "loop") if backend == "auto" else backend
         self._masks: dict[str, torch.Tensor] = {}
 
     @property
@@ -229,6 +234,13 @@ class ClipLayout:
     def unpack(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-clip token slices (n_i, ...) of a packed tensor (R, L, ...)."""
         return self.packed.unpack(x)
+
+    def per_clip(self, x: torch.Tensor, fn) -> torch.Tensor:
+        """``fn(tokens (1, n_i, D), grid)`` on each clip's tokens alone, written back into the rows (padding: 0)."""
+        out = torch.zeros_like(x)
+        for (row, start, n), grid in zip(self.packed.placement, self.grids):
+            out[row, start:start + n] = fn(x[row:row + 1, start:start + n], grid)[0]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
