@@ -75,3 +75,34 @@ def test_packed_loss_equals_the_loss_of_each_clip_alone():
     torch.testing.assert_close(packed, alone, atol=1e-6, rtol=1e-5)
     packed.backward()  # and it trains
     assert model.final.linear.weight.grad.abs().sum() > 0
+
+
+def test_mixed_shapes_fill_the_budget_and_never_use_the_held_out_side():
+    import numpy as np
+
+    from minisora.sizes import HELD_OUT, draw_shapes
+
+    tokens_of = lambda s: max(s[0] // 2, 1) * (s[1] // 8) * (s[2] // 8)  # tiny's (2, 2, 2) tubelets on frame latents
+    steps = [draw_shapes(np.random.default_rng([0, 11, step]), 2560, tokens_of) for step in range(200)]
+    shapes = [s for step in steps for s in step]
+    assert all(0 < sum(map(tokens_of, step)) <= 2560 for step in steps)
+    assert not any(side in HELD_OUT for s in shapes for side in s[1:])
+    assert any(h > w for _, h, w in shapes) and any(h < w for _, h, w in shapes) and any(f == 1 for f, _, _ in shapes)
+    assert max(f for f, _, _ in shapes) == 40
+
+
+def test_mixed_size_training_resumes_exactly(tmp_path):
+    from dataclasses import replace
+
+    from minisora.train import TrainConfig, train
+
+    cfg = TrainConfig(preset="micro", sizes="mixed", p_image=0.0, tokens=400, steps=4, sample_every=0, log_every=1,
+                      out=str(tmp_path / "straight"))
+    train(cfg, progress=False)
+    train(replace(cfg, out=str(tmp_path / "split"), stop_at=2), progress=False)
+    train(replace(cfg, out=str(tmp_path / "split")), resume=True, progress=False)
+    a, b = (torch.load(tmp_path / run / "ckpt.pt", weights_only=True)["ema"] for run in ("straight", "split"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="use --p-image 0"):
+        replace(cfg, p_image=0.25)
