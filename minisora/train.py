@@ -39,7 +39,7 @@ from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
-from .sizes import draw_shapes
+from .sizes import draw_shapes, pixel_frames
 from .vae import latent_space
 from .viz import save_gif
 
@@ -346,23 +346,15 @@ def draw_packed_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: D
                       generator: torch.Generator) -> PackedBatch:
     """Step ``step``'s clips of mixed sizes: shapes from ``sizes.draw_shapes`` until ``cfg.tokens`` are used;
     a 1-frame clip (a still) is shown for one frame of tubelets."""
-    _, temporal, spatial = latent_space(cfg.vae)
-    pt, ph, pw = model.config.patch
-    still = temporal * pt  # pixel frames of one frame of tubelets
-
-    def tokens_of(shape: tuple[int, int, int]) -> int:
-        frames, height, width = shape
-        return max(frames // still, 1) * (height // (spatial * ph)) * (width // (spatial * pw))
-
-    shapes = draw_shapes(np.random.default_rng([cfg.seed, 11, step]), cfg.tokens, tokens_of)
+    shapes = draw_shapes(np.random.default_rng([cfg.seed, 11, step]), model.config, cfg.tokens)
     device = next(model.parameters()).device
     z, captions = [], []
     for j, (frames, height, width) in enumerate(shapes):
         video, caption = data.sized(step * MAX_CLIPS + j, frames, height, width)  # (1, T, H, W)
-        video = video.expand(1, still, height, width) if frames == 1 else video
+        video = video.expand(1, pixel_frames(frames, model.config), height, width)  # a still: repeated
         z.append(codec.encode(video[None].to(device))[0])  # (C, T', H', W')
         captions.append(caption)
-    n = len(shapes)
+    n, pt = len(shapes), model.config.patch[0]
     t = obj.sample_t(n, "cpu", generator)
     drop = torch.rand(n, generator=generator) < cfg.p_uncond
     noise = [torch.randn(x.shape, generator=generator).to(device) for x in z]

@@ -78,12 +78,16 @@ def test_packed_loss_equals_the_loss_of_each_clip_alone():
 
 
 def test_mixed_shapes_fill_the_budget_and_never_use_the_held_out_side():
+    import math
+
     import numpy as np
 
-    from minisora.sizes import HELD_OUT, draw_shapes
+    from minisora.sizes import HELD_OUT, draw_shapes, patch_grid
 
-    tokens_of = lambda s: max(s[0] // 2, 1) * (s[1] // 8) * (s[2] // 8)  # tiny's (2, 2, 2) tubelets on frame latents
-    steps = [draw_shapes(np.random.default_rng([0, 11, step]), 2560, tokens_of) for step in range(200)]
+    config = get_preset("tiny")
+    tokens_of = lambda shape: math.prod(patch_grid(shape, config))
+    assert tokens_of((20, 64, 64)) == 640 and tokens_of((1, 64, 128)) == 128  # a still: one frame of tubelets
+    steps = [draw_shapes(np.random.default_rng([0, 11, step]), config, 2560) for step in range(200)]
     shapes = [s for step in steps for s in step]
     assert all(0 < sum(map(tokens_of, step)) <= 2560 for step in steps)
     assert not any(side in HELD_OUT for s in shapes for side in s[1:])
@@ -106,3 +110,13 @@ def test_mixed_size_training_resumes_exactly(tmp_path):
         torch.testing.assert_close(a[name], b[name], atol=0, rtol=0)
     with pytest.raises(ValueError, match="use --p-image 0"):
         replace(cfg, p_image=0.25)
+
+
+def test_bench_sizes_measures_packed_padded_and_buckets():
+    from minisora.bench import bench_sizes, format_sizes
+
+    result = bench_sizes("micro", clips=6, budget=640, steps=1, backends=("loop",), progress=False)
+    u = result["utilisation"]
+    assert 0 < u["padded"] <= u["packed"] <= 1 and u["buckets"] == 1
+    assert set(result["step_seconds"]) == {"packed/loop", "padded/loop", "buckets"}
+    assert "token utilisation" in format_sizes(result)
