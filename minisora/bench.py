@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -24,8 +26,9 @@ from tqdm.auto import tqdm
 from .config import REQUIRED, check_device, check_positive, option
 from .diffusion import RectifiedFlow
 from .dit import PRESETS, DiT, flops_per_clip, get_preset, parameter_count
-from .packing import NaViT, pack, pad_to_longest
+from .packing import ClipLayout, NaViT, pack, pad_to_longest
 from .sample import latent_shape
+from .sizes import draw_shape, patch_grid
 
 SIZES = tuple(range(16, 65, 4))  # image sides in px: 4..16 patches of 4x4
 CLIP_SIZES = tuple(range(32, 65, 8))  # clip sides in px: 4..8 tubelets of 8x8
@@ -63,6 +66,20 @@ def utilisation(kind: str, batch: int, budget: int, batches: int, seed: int = 0)
     return {"packed": packed, "padded": padded}
 
 
+def seconds_per_step(step, steps: int, device: str) -> float:
+    """Run ``step()`` once to warm up (and compile), then time ``steps`` more (synchronising a GPU)."""
+    cuda = torch.device(device).type == "cuda"
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
 def step_time(kind: str, batch: int, budget: int, layout: str, backend: str, steps: int, device: str,
               seed: int = 0) -> float:
     """Seconds per training step (forward, backward, AdamW) of a small NaViT."""
@@ -73,21 +90,14 @@ def step_time(kind: str, batch: int, budget: int, layout: str, backend: str, ste
     batches = [[x.to(device) for x in random_inputs(kind, batch, g)] for _ in range(steps + 1)]
     labels = torch.randint(10, (batch,), generator=g).to(device)
 
-    def step(inputs):
-        loss = F.cross_entropy(model(inputs, budget, backend=backend, padded=layout == "padded"), labels)
+    def step():
+        loss = F.cross_entropy(model(next(batch_iter), budget, backend=backend, padded=layout == "padded"), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step(batches[0])  # warm-up (and compilation, for flex)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for inputs in batches[1:]:
-        step(inputs)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    batch_iter = iter(batches)
+    return seconds_per_step(step, steps, device)
 
 
 def bench_packing(kind: str = "images", batch: int = 128, budget: int | None = None, steps: int = 5,
@@ -114,6 +124,64 @@ def format_packing(result: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_sizes(preset: str = "tiny", clips: int = 32, budget: int = 2560, steps: int = 3, device: str = "cpu",
+                backends: tuple[str, ...] | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """The DiT (the recipe's blocks) on one batch of ``clips`` clips of mixed sizes (``sizes.py``): the share of
+    real tokens packed into rows of ``budget`` tokens, padded to the longest clip, and in buckets (one pass per
+    shape: no padding, but many small passes); and the time of a training step (forward, backward, AdamW) each way."""
+    config = get_preset(preset, attention="factorized", conv=True, rope=True)
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    shapes = [draw_shape(rng, config, budget) for _ in range(clips)]
+    torch.manual_seed(seed)
+    model, objective = DiT(config).to(device), RectifiedFlow()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    latents = [torch.randn(config.in_channels, *(n * p for n, p in zip(patch_grid(s, config), config.patch)),
+                           generator=g).to(device) for s in shapes]  # (C, T', H', W') each
+    noises = [torch.randn(x.shape, generator=g).to(device) for x in latents]
+    t, ids = torch.rand(clips, generator=g).to(device), model.tokenizer.batch(["3 and 7"] * clips).to(device)
+    tokens = [torch.zeros(math.prod(patch_grid(s, config)), 1) for s in shapes]
+    grids = [patch_grid(s, config) for s in shapes]
+    result = {"preset": preset, "clips": clips, "budget": budget, "device": device, "steps": steps,
+              "shapes": [list(s) for s in shapes], "distinct_shapes": len(set(shapes)),
+              "utilisation": {"packed": ClipLayout(tokens, grids, budget).packed.utilisation,
+                              "padded": ClipLayout(tokens, grids, padded=True).packed.utilisation, "buckets": 1.0},
+              "step_seconds": {}}
+
+    def train_step(loss_fn):
+        def step():
+            loss = loss_fn()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    def buckets():  # one pass per shape, each clip's loss weighted as in the packed mean
+        groups = {}
+        for i, s in enumerate(shapes):
+            groups.setdefault(s, []).append(i)
+        return sum(objective.loss(model, torch.stack([latents[i] for i in idx]), ids[idx], t=t[idx],
+                                  noise=torch.stack([noises[i] for i in idx])) * len(idx) for idx in groups.values()) / clips
+
+    backends = backends or (("dense",) if device.startswith("cuda") else ("loop", "dense"))
+    runs = {f"{layout}/{backend}": train_step(lambda layout=layout, backend=backend: objective.packed_loss(
+        model, latents, ids, t, noises, [None] * clips, budget=budget, backend=backend, padded=layout == "padded"))
+        for layout in ("packed", "padded") for backend in backends}
+    runs["buckets"] = train_step(buckets)
+    for name, step in tqdm(runs.items(), desc="bench sizes", disable=not progress):
+        result["step_seconds"][name] = seconds_per_step(step, steps, device)
+    return result
+
+
+def format_sizes(result: dict) -> str:
+    u, s = result["utilisation"], result["step_seconds"]
+    lines = [f"{result['preset']} DiT, {result['clips']} clips of mixed sizes ({result['distinct_shapes']} shapes), rows of "
+             f"{result['budget']} tokens, on {result['device']}",
+             f"  token utilisation   packed {u['packed']:.1%}   padded to longest {u['padded']:.1%}   buckets "
+             f"{u['buckets']:.0%} in {result['distinct_shapes']} passes",
+             "  training step (s)   " + "   ".join(f"{k} {v:.2f}" for k, v in s.items())]
+    return "\n".join(lines)
+
+
 def bench_train(presets=("micro", "tiny", "small"), batch: int = 16, steps: int = 3, device: str = "cpu",
                 attention: str = "full", progress: bool = True) -> dict:
     """Timed DiT training steps (after one warm-up step) for each preset."""
@@ -133,15 +201,7 @@ def bench_train(presets=("micro", "tiny", "small"), batch: int = 16, steps: int 
             loss.backward()
             opt.step()
 
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / steps
+        seconds = seconds_per_step(step, steps, device)
         flops = flops_per_clip(config)
         rows.append({"preset": name, "attention": attention, "parameters": parameter_count(model),
                      "gflop_per_clip": round(flops / 1e9, 2), "batch": batch, "step_s": round(seconds, 3),
@@ -164,14 +224,15 @@ def format_train(result: dict) -> str:
 class BenchConfig:
     """Every setting of ``python -m minisora bench``, written once."""
 
-    what: str = option(REQUIRED, "which benchmark to run", choices=("packing", "train"))
+    what: str = option(REQUIRED, "which benchmark to run", choices=("packing", "sizes", "train"))
     kind: str = option("images", "images: digits at 16-64 px per side (4x4 patches); videos: clips of 4-20 frames at "
                                  "32-64 px per side ((2, 8, 8) tubelets)", choices=("images", "videos"))
-    batch: int = option(128, "sequences per batch (packing) or clips per step (train)")
+    batch: int = option(128, "sequences per batch (packing), clips of mixed sizes (sizes) or clips per step (train)")
     budget: int | None = option(None, "tokens per packed row (default: the longest possible sequence: 256 images, "
-                                      "640 videos)")
+                                      "640 videos; sizes: 2560, the longest clip the mix draws for tiny)")
     steps: int = option(5, "timed training steps per configuration (after a warm-up)")
-    presets: tuple[str, ...] = option(("micro", "tiny", "small"), "train: the DiT presets to time", choices=tuple(PRESETS))
+    presets: tuple[str, ...] = option(("micro", "tiny", "small"), "train: the DiT presets to time; sizes: the first "
+                                      "one", choices=tuple(PRESETS))
     attention: str = option("full", "train: the attention mode", choices=("full", "factorized"))
     batches: int = option(50, "random batches averaged for the utilisation")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
@@ -186,7 +247,11 @@ class BenchConfig:
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run the benchmark ``cfg.what``, print its table, write its JSON to ``cfg.out`` if given; returns the result."""
-    if cfg.what == "train":
+    if cfg.what == "sizes":
+        result = bench_sizes(cfg.presets[0], cfg.batch, cfg.budget or 2560, cfg.steps, cfg.device, cfg.backends,
+                             progress=progress)
+        print(format_sizes(result))
+    elif cfg.what == "train":
         result = bench_train(cfg.presets, cfg.batch, cfg.steps, cfg.device, cfg.attention, progress=progress)
         print(format_train(result))
     else:

@@ -148,6 +148,23 @@ class Objective:
         return per_clip.mean()
 
 
+    def packed_loss(self, model, x0s: list[torch.Tensor], cond: torch.Tensor, t: torch.Tensor,
+                    noises: list[torch.Tensor], known: list[torch.Tensor | None], **packing) -> torch.Tensor:
+        """The same loss for clips of different shapes in one packed pass (``DiT.forward_packed``): clip i is x0s[i]
+        (C, T_i, H_i, W_i) at time t[i] with noise noises[i] and conditioning frames known[i] (T_i,) (or None).
+        Each clip's error is averaged over its own generated frames, then over clips, as in ``loss``."""
+        x_in, times, targets = [], [], []
+        for x0, ti, noise, k in zip(x0s, t, noises, known):
+            x_t = self.q_sample(x0[None], ti[None], noise[None])[0]
+            k = torch.zeros(x0.shape[1], dtype=torch.bool, device=x0.device) if k is None else k  # (T_i,)
+            x_in.append(torch.where(k[None, :, None, None], x0, x_t))  # known frames clean, with time 0
+            times.append(self.time(ti).expand(len(k)).masked_fill(k, 0.0))
+            targets.append((self.target_from(x0[None], noise[None], ti[None])[0], ~k))
+        per_clip = [((out - target) ** 2)[:, generated].mean()
+                    for out, (target, generated) in zip(model.forward_packed(x_in, times, cond, **packing), targets)]
+        return torch.stack(per_clip).mean()
+
+
 # ----------------------------------------------------------------------------- DDPM / DDIM
 
 class GaussianDiffusion(Objective):

@@ -37,7 +37,8 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .diffusion import TimestepEmbedding
-from .patches import PatchEmbed, axis_dims, grid_coords, sincos_nd, unpatchify
+from .packing import ClipLayout
+from .patches import PatchEmbed, axis_dims, grid_coords, sincos_coords, sincos_nd, unpatchify
 from .text import TextEncoder, Tokenizer
 from .vae import latent_space
 from .vit import MLP, Attention
@@ -109,22 +110,31 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
-def per_token(values: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """Modulations per clip (B, K) -> (B, 1, K); per frame of tubelets (B, t, K) -> per token (B, t*h*w, K)."""
-    if values.ndim == 2:
-        return values[:, None]
-    return repeat(values, "b t k -> b (t hw) k", hw=grid[1] * grid[2])
+Layout = tuple[int, int, int] | ClipLayout  # clips of one (t, h, w) grid, or a packed batch of clips of any grids
+
+
+def per_token(values: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Modulations per clip (B, K) -> (B, 1, K); per frame of tubelets (B, t, K) -> per token (B, t*h*w, K);
+    a packed batch's are per token already (R, L, K)."""
+    if isinstance(layout, ClipLayout) or values.ndim == 2:
+        return values if isinstance(layout, ClipLayout) else values[:, None]
+    return repeat(values, "b t k -> b (t hw) k", hw=layout[1] * layout[2])
+
+
+def coords_angles(coords: torch.Tensor, head_dim: int, base: float = 100.0) -> torch.Tensor:
+    """Rotary angles of tokens at (t, h, w) coordinates (..., 3) -> (..., head_dim / 2): axis a gets a slice of the
+    head with angles p_a * base^(-2i/d_a). Base 100, not 10,000: grids here are a few dozen cells, so low
+    frequencies beyond that would be wasted."""
+    parts = [coords[..., a:a + 1].double() * base ** (-torch.arange(d // 2, dtype=torch.float64, device=coords.device)
+                                                      / (d // 2))
+             for a, d in enumerate(axis_dims(head_dim, 3))]  # (..., d_a / 2) each
+    return torch.cat(parts, dim=-1).float()  # (..., head_dim / 2)
 
 
 @functools.lru_cache(maxsize=16)  # every block of every step asks for the same few grids
-def rope_angles(grid: tuple[int, int, int], head_dim: int, base: float = 100.0) -> torch.Tensor:
-    """Rotary angles of every token of a (t, h, w) grid, (N, head_dim / 2): axis a gets a slice of the head with
-    angles p_a * base^(-2i/d_a). Base 100, not 10,000: grids here are a few dozen cells, so low frequencies beyond
-    that would be wasted."""
-    coords = grid_coords(grid)  # (N, 3)
-    parts = [coords[:, a:a + 1].double() * base ** (-torch.arange(d // 2, dtype=torch.float64) / (d // 2))
-             for a, d in enumerate(axis_dims(head_dim, 3))]  # (N, d_a / 2) each
-    return torch.cat(parts, dim=1).float()  # (N, head_dim / 2)
+def rope_angles(grid: tuple[int, int, int], head_dim: int) -> torch.Tensor:
+    """Rotary angles of every token of a (t, h, w) grid, (N, head_dim / 2)."""
+    return coords_angles(grid_coords(grid), head_dim)
 
 
 def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -145,9 +155,10 @@ class RotaryAttention(Attention):
         q, k, v = self.qkv_heads(x)  # (B, h, N, d) each
         return rotate(self.q_norm(q), angles), rotate(self.k_norm(k), angles), v
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D), angles (N, d/2) of the tokens of each sequence -> (B, N, D)."""
-        out = F.scaled_dot_product_attention(*self.rotary_qkv(x, angles))  # (B, h, N, d)
+    def forward(self, x: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, D), angles (N, d/2) of the tokens of each sequence (or (B, 1, N, d/2)), mask as in
+        ``Attention`` -> (B, N, D)."""
+        out = F.scaled_dot_product_attention(*self.rotary_qkv(x, angles), attn_mask=mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
     def weights(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -164,9 +175,11 @@ class CrossAttention(nn.Module):
         self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(text_dim, 2 * dim), nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), text (B, L, Dt), words: the real words (B, L), or per token (B, N, L) in packed rows."""
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, h, N, d)
         k, v = rearrange(self.kv(text), "b l (two h d) -> two b h l d", two=2, h=self.heads)  # (B, h, L, d) each
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=words[:, None, None, :])  # (B, h, N, d)
+        mask = words[:, None] if words.ndim == 3 else words[:, None, None, :]  # (B, 1, N | 1, L)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
 
 
@@ -180,10 +193,15 @@ class LocalConv(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    def conv_grid(self, y: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         t, h, w = grid
-        y = rearrange(self.norm(x), "b (t h w) d -> b d t h w", t=t, h=h, w=w)  # (B, D, t, h, w)
-        return x + rearrange(self.conv(y), "b d t h w -> b (t h w) d")  # (B, N, D)
+        y = rearrange(y, "b (t h w) d -> b d t h w", t=t, h=h, w=w)  # (B, D, t, h, w)
+        return rearrange(self.conv(y), "b d t h w -> b (t h w) d")  # (B, N, D)
+
+    def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+        if isinstance(layout, ClipLayout):  # each clip on its own grid
+            return x + layout.per_clip(self.norm(x), self.conv_grid)
+        return x + self.conv_grid(self.norm(x), layout)
 
 
 class DiTBlock(nn.Module):
@@ -203,10 +221,18 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN[-1].weight)  # adaLN-Zero: every gate starts at 0, so the block is the identity
         nn.init.zeros_(self.adaLN[-1].bias)
 
-    def self_attention(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    def self_attention(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+        rope = isinstance(self.attn, RotaryAttention)
+        if isinstance(layout, ClipLayout) and layout.backend == "loop":  # each clip alone, as below
+            return layout.per_clip(x, self.self_attention)
+        if isinstance(layout, ClipLayout):  # packed rows: one mask says which tokens see each other
+            head_dim = self.attn.qkv.in_features // self.attn.heads
+            rotary = (coords_angles(layout.coords, head_dim)[:, None],) if rope else ()  # (R, 1, L, d/2)
+            return self.attn(x, *rotary, mask=layout.mask(self.mode))
+        grid = layout
         t, h, w = grid
         rotary = ()
-        if isinstance(self.attn, RotaryAttention):  # the angles of one sequence: a clip, a frame, or a position
+        if rope:  # the angles of one sequence: a clip, a frame, or a position
             angles = rope_angles(grid, self.attn.qkv.in_features // self.attn.heads).to(x)  # (t*h*w, d/2)
             rotary = ({"full": angles, "spatial": angles[:h * w], "temporal": angles[::h * w]}[self.mode],)
         if self.mode == "full":
@@ -217,11 +243,11 @@ class DiTBlock(nn.Module):
         x = rearrange(x, "b (t hw) d -> (b hw) t d", t=t)  # (B*h*w, t, D): one position across time
         return rearrange(self.attn(x, *rotary), "(b hw) t d -> b (t hw) d", hw=h * w)
 
-    def forward(self, x, c, text, words, grid):
-        shift1, scale1, gate1, shift2, scale2, gate2 = per_token(self.adaLN(c), grid).chunk(6, dim=-1)  # (B, 1|N, D)
+    def forward(self, x, c, text, words, layout: Layout):
+        shift1, scale1, gate1, shift2, scale2, gate2 = per_token(self.adaLN(c), layout).chunk(6, dim=-1)  # (B, 1|N, D)
         if self.local is not None:
-            x = self.local(x, grid)
-        x = x + gate1 * self.self_attention(modulate(self.norm1(x), shift1, scale1), grid)
+            x = self.local(x, layout)
+        x = x + gate1 * self.self_attention(modulate(self.norm1(x), shift1, scale1), layout)
         x = x + self.cross(self.norm_cross(x), text, words)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
@@ -238,8 +264,8 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        shift, scale = per_token(self.adaLN(c), grid).chunk(2, dim=-1)  # (B, 1|N, D) each
+    def forward(self, x: torch.Tensor, c: torch.Tensor, layout: Layout) -> torch.Tensor:
+        shift, scale = per_token(self.adaLN(c), layout).chunk(2, dim=-1)  # (B, 1|N, D) each
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -276,30 +302,61 @@ class DiT(nn.Module):
                                  f"(input {tuple(x.shape)}, patch {c.patch})")
         return tuple(s // p for s, p in zip(x.shape[2:], c.patch))
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L)."""
-        grid = self.patch_grid(x)
-        text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
+    def condition(self, time: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """What adaLN modulates with: time embedding + pooled text, per clip (B, D) from time (B,), or per frame of
+        tubelets (B, t, D) from time (B, t)."""
         if time.ndim == 2:
-            if time.shape != x.shape[:1] + x.shape[2:3]:
-                raise ValueError(f"expected one time per clip (B,) or per frame (B, T) = {tuple(x.shape[:1] + x.shape[2:3])}, "
-                                 f"got {tuple(time.shape)}")
-            time = time[:, :: self.config.patch[0]]  # (B, t): one time per frame of tubelets
-            c = self.time(time.flatten()).unflatten(0, time.shape) + self.text_pool(pooled)[:, None]  # (B, t, D)
-        else:
-            c = self.time(time) + self.text_pool(pooled)  # (B, D): what adaLN modulates with
-        tokens, _ = self.embed(x)  # (B, t*h*w, D)
-        if not self.config.rope:
-            tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
+            return self.time(time.flatten()).unflatten(0, time.shape) + self.text_pool(pooled)[:, None]  # (B, t, D)
+        return self.time(time) + self.text_pool(pooled)  # (B, D)
+
+    def transform(self, tokens: torch.Tensor, c: torch.Tensor, text: torch.Tensor, words: torch.Tensor,
+                  layout: Layout) -> torch.Tensor:
+        """The blocks (with U-ViT skips if configured) and the final layer: tokens (B, N, D) -> (B, N, patch values)."""
         skips, saved = list(self.skips or ()), []
         first_out = len(self.blocks) - len(skips)  # U-ViT: the last len(skips) blocks take the first ones' outputs
         for i, block in enumerate(self.blocks):
             if i >= first_out:  # last in, first out
                 tokens = skips[i - first_out](torch.cat([tokens, saved.pop()], dim=-1))  # (B, N, 2D) -> (B, N, D)
-            tokens = block(tokens, c, text, words, grid)
+            tokens = block(tokens, c, text, words, layout)
             if i < len(skips):
                 saved.append(tokens)
-        return unpatchify(self.final(tokens, c, grid), grid, self.config.patch)  # (B, C, T, H, W)
+        return self.final(tokens, c, layout)
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L)."""
+        grid = self.patch_grid(x)
+        text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
+        if time.ndim == 2 and time.shape != x.shape[:1] + x.shape[2:3]:
+            raise ValueError(f"expected one time per clip (B,) or per frame (B, T) = {tuple(x.shape[:1] + x.shape[2:3])}, "
+                             f"got {tuple(time.shape)}")
+        c = self.condition(time[:, :: self.config.patch[0]] if time.ndim == 2 else time, pooled)  # (B, [t,] D)
+        tokens, _ = self.embed(x)  # (B, t*h*w, D)
+        if not self.config.rope:
+            tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
+        return unpatchify(self.transform(tokens, c, text, words, grid), grid, self.config.patch)  # (B, C, T, H, W)
+
+    def forward_packed(self, xs: list[torch.Tensor], times: list[torch.Tensor], ids: torch.Tensor,
+                       budget: int | None = None, backend: str = "auto", padded: bool = False) -> list[torch.Tensor]:
+        """Clips of any shapes in one pass (Patch n' Pack): xs[i] (C, T_i, H_i, W_i); times[i] one time () or one per
+        latent frame (T_i,); ids (S, L). Their tokens are packed into rows of ``budget`` tokens (default: the longest
+        clip's; ``padded``: one clip a row instead) and self-attention stays inside each clip, by masks (``dense``)
+        or clip by clip (``loop``; ``auto``: loop on the CPU, dense on GPU). Returns the predictions, like
+        ``forward`` on each clip alone."""
+        if not len(xs) == len(times) == len(ids):
+            raise ValueError(f"expected one time and one prompt per clip, got {len(xs)} clips, {len(times)} times and "
+                             f"{len(ids)} prompts")
+        grids = [self.patch_grid(x[None]) for x in xs]
+        layout = ClipLayout([self.embed(x[None])[0][0] for x in xs], grids, budget, backend, padded)  # rows (R, L, D)
+        text, words, pooled = self.text(ids)  # (S, W, Dt), (S, W), (S, Dt)
+        per_frame = [t.reshape(1).expand(g[0]) if t.numel() == 1 else t[:: self.config.patch[0]]
+                     for t, g in zip(times, grids)]  # (t_i,): one time per frame of tubelets
+        c = layout.per_token([self.condition(t, p.expand(len(t), -1)) for t, p in zip(per_frame, pooled)])  # (R, L, D)
+        tokens = layout.packed.tokens
+        if not self.config.rope:
+            tokens = tokens + sincos_coords(layout.coords.flatten(0, 1), self.config.dim).to(tokens).view_as(tokens)
+        row_text, row_words = layout.words(text, words)  # (R, M, Dt), (R, L, M)
+        out = self.transform(tokens, c, row_text, row_words, layout)  # (R, L, patch values)
+        return [unpatchify(o[None], g, self.config.patch)[0] for o, g in zip(layout.unpack(out), grids)]
 
 
 def parameter_count(model: nn.Module) -> int:

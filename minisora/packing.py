@@ -160,6 +160,90 @@ def drop_tokens(tokens: list[torch.Tensor], coords: list[torch.Tensor], rate: fl
 
 
 # ---------------------------------------------------------------------------------------------
+# Clips of any shape in one batch (the packed DiT)
+# ---------------------------------------------------------------------------------------------
+
+MODES = ("full", "spatial", "temporal")
+
+
+class ClipLayout:
+    """A packed batch of clips, each with its own (t, h, w) patch grid, and what a DiT needs to read it:
+    per-token values gathered from per-clip ones, each row's words, and one attention mask per mode.
+
+    Token i may attend to token j when both belong to one clip and, for ``spatial`` attention, to one frame
+    of tubelets (same t), for ``temporal`` attention, to one position (same h, w). Padding attends to itself.
+    """
+
+    def __init__(self, tokens: list[torch.Tensor], grids: list[tuple[int, int, int]], budget: int | None = None,
+                 backend: str = "auto", padded: bool = False):
+        if backend not in ("auto", "dense", "loop"):
+            raise ValueError(f"backend must be 'auto', 'dense' or 'loop', got {backend!r}")
+        self.grids = [tuple(int(n) for n in g) for g in grids]
+        coords = [grid_coords(g).to(tokens[0].device) for g in self.grids]
+        self.packed = pad_to_longest(tokens, coords) if padded else pack(tokens, coords, budget)
+        self.backend = ("dense" if tokens[0].is_cuda else "loop") if backend == "auto" else backend
+        self._masks: dict[str, torch.Tensor] = {}
+
+    @property
+    def clip_ids(self) -> torch.Tensor:
+        return self.packed.seq_ids  # (R, L), -1 at padding
+
+    @property
+    def coords(self) -> torch.Tensor:
+        return self.packed.coords  # (R, L, 3): (t, h, w) of each token in its own clip's grid
+
+    def mask(self, mode: str) -> torch.Tensor:
+        """(R, 1, L, L) bool, True where attention is allowed (computed once per layout and mode)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in self._masks:
+            ids, c = self.clip_ids, self.coords
+            allowed = (ids[:, :, None] == ids[:, None, :]) & (ids >= 0)[:, :, None]  # (R, L, L): same clip
+            if mode == "spatial":
+                allowed &= c[:, :, None, 0] == c[:, None, :, 0]  # same frame of tubelets
+            if mode == "temporal":
+                allowed &= (c[:, :, None, 1:] == c[:, None, :, 1:]).all(-1)  # same position
+            pad = (ids < 0)[:, :, None] & torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
+            self._masks[mode] = (allowed | pad)[:, None]
+        return self._masks[mode]
+
+    def per_token(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """Values per frame of tubelets of each clip, (t_i, K) each -> the value of each token's frame (R, L, K).
+        Padding gets clip 0's first value (it is never read)."""
+        ids = self.clip_ids.clamp(min=0)  # (R, L)
+        offsets = torch.tensor([0] + [len(v) for v in values], device=ids.device).cumsum(0)[:-1]  # (S,)
+        return torch.cat(values)[offsets[ids] + self.coords[..., 0] * (self.clip_ids >= 0)]
+
+    def words(self, text: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's words: the text tokens (S, W, Dt) of its clips end to end, (R, M, Dt), and which of them
+        each token may attend to, (R, L, M): its own clip's real words (padding tokens: the row's first word)."""
+        rows = [[i for i in range(len(self.grids)) if self.packed.placement[i][0] == r]
+                for r in range(self.clip_ids.shape[0])]
+        W, M = text.shape[1], max(len(row) for row in rows) * text.shape[1]
+        row_text = text.new_zeros(len(rows), M, text.shape[2])  # (R, M, Dt)
+        owner = torch.full((len(rows), M), -1, dtype=torch.long, device=text.device)  # (R, M): the clip of each word
+        real = torch.zeros(len(rows), M, dtype=torch.bool, device=text.device)
+        for r, row in enumerate(rows):
+            for k, i in enumerate(row):
+                row_text[r, k * W:(k + 1) * W], owner[r, k * W:(k + 1) * W] = text[i], i
+                real[r, k * W:(k + 1) * W] = valid[i]
+        allowed = (self.clip_ids[:, :, None] == owner[:, None, :]) & real[:, None, :]  # (R, L, M)
+        allowed[:, :, 0] |= self.clip_ids < 0  # padding tokens read one word: no empty softmax row
+        return row_text, allowed
+
+    def unpack(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-clip token slices (n_i, ...) of a packed tensor (R, L, ...)."""
+        return self.packed.unpack(x)
+
+    def per_clip(self, x: torch.Tensor, fn) -> torch.Tensor:
+        """``fn(tokens (1, n_i, D), grid)`` on each clip's tokens alone, written back into the rows (padding: 0)."""
+        out = torch.zeros_like(x)
+        for (row, start, n), grid in zip(self.packed.placement, self.grids):
+            out[row, start:start + n] = fn(x[row:row + 1, start:start + n], grid)[0]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Attention over packed rows
 # ---------------------------------------------------------------------------------------------
 

@@ -31,13 +31,15 @@ from tqdm.auto import tqdm
 from .checkpoint import RunRecord, load_checkpoint, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, check_probability, option
 from .data import MovingMNIST
-from .motion import get_config
 from .digits import Digits, load_digits
-from .evaluator import load_evaluator, prompt_agreement
 from .dit import PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from .evaluator import load_evaluator, prompt_agreement
+from .geometry import DIGIT
+from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
+from .sizes import draw_shapes, pixel_frames
 from .vae import latent_space
 from .viz import save_gif
 
@@ -98,6 +100,11 @@ class TrainConfig:
     sample_every: int = option(1000, "steps between sample GIFs (and one at the end); 0: none")
     sample_steps: int = option(25, "sampler steps for those GIFs")
     compile: bool = option(False, "torch.compile the model (GPU)")
+    sizes: str = option("fixed", "fixed: every clip is the preset's 20 frames of 64x64; mixed: clips of their own "
+                                 "sizes (sides 32-128 px, square, wide and tall; 1 to 40 frames, 1 = a still image; "
+                                 "96 px never), packed into rows (Patch n' Pack) up to --tokens a step",
+                        choices=("fixed", "mixed"))
+    tokens: int = option(2560, "mixed sizes: the token budget of a step (the fixed recipe's 4 clips of 640 tokens)")
     stop_at: int | None = option(None, "stop (with a checkpoint) at this step; --resume continues later, as if "
                                        "never stopped")
     init: str | None = option(None, "start from these weights (exported, or a run's ckpt.pt) instead of a random "
@@ -114,7 +121,11 @@ class TrainConfig:
         self.out = self.out or f"runs/{self.preset}"
         check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_image")
         check_positive(self, "dim", "depth", "heads", "steps", "batch_size", "clips", "log_every", "ckpt_every",
-                       "sample_steps", "stop_at")
+                       "sample_steps", "stop_at", "tokens")
+        if self.sizes == "mixed" and (self.repa or self.clips or self.p_image):
+            raise ValueError(f"mixed sizes draw their own stills (1-frame clips) and do not combine with repa, clips "
+                             f"or p_image (use --p-image 0); got repa={self.repa}, clips={self.clips}, "
+                             f"p_image={self.p_image}")
         for name, above, at_least in (("lr", 0.0, None), ("shift", 0.0, None), ("weight_decay", None, 0.0),
                                       ("grad_clip", 0.0, None), ("repa", None, 0.0)):
             check_finite(self, name, above=above, at_least=at_least)
@@ -157,6 +168,7 @@ class TrainingClips:
         self.stills = [MovingMNIST("train", 2**31 - 1, seed=seed + 100 + k, digits=digits, num_digits=k)
                        for k in num_digits]
         self.seed, self.p_descriptive, self.clips = seed, p_descriptive, clips
+        self.digits, self.num_digits, self.by_shape = digits, num_digits, {}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         i = i % self.clips if self.clips else i
@@ -168,6 +180,18 @@ class TrainingClips:
     def batch(self, indices) -> tuple[torch.Tensor, list[str]]:
         videos, captions = zip(*(self[i] for i in indices))
         return torch.stack(videos), list(captions)  # (B, 1, T, H, W)
+
+    def sized(self, i: int, frames: int, height: int, width: int) -> tuple[torch.Tensor, str]:
+        """Clip ``i`` of a mixed-size run, (1, frames, height, width), with as many digits as fit on its canvas
+        (``num_digits`` cycles as above); a clip of 1 frame is a still image with its short caption."""
+        k = min(self.num_digits[i % len(self.num_digits)], (height * width) // DIGIT**2)
+        if (frames, height, width, k) not in self.by_shape:
+            self.by_shape[frames, height, width, k] = MovingMNIST(
+                "train", 2**31 - 1, seed=self.seed + 200 + k, digits=self.digits, num_digits=k, num_frames=frames,
+                height=height, width=width)
+        clip = self.by_shape[frames, height, width, k][i // len(self.num_digits)]
+        descriptive = frames > 1 and np.random.default_rng([self.seed, 7, i]).random() < self.p_descriptive
+        return clip["video"], clip["description"] if descriptive else clip["caption"]
 
     def images(self, indices, frames: int) -> tuple[torch.Tensor, list[str]]:
         """Stills: image ``i`` is one frame of a clip shown for ``frames`` frames, with its short caption."""
@@ -307,6 +331,42 @@ def draw_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj
                  None if known is None else known.to(device))
 
 
+@dataclass
+class PackedBatch:
+    """One step's clips of mixed sizes, each kept at its own shape (for ``Objective.packed_loss``)."""
+
+    z: list[torch.Tensor]  # (C, T'_i, H'_i, W'_i) latents
+    ids: torch.Tensor  # (S, L) caption ids; the null prompt where the caption was dropped
+    t: torch.Tensor  # (S,) diffusion times
+    noise: list[torch.Tensor]  # like z
+    known: list[torch.Tensor | None]  # (T'_i,) conditioning frames, or None
+
+
+def draw_packed_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj, codec: VideoCodec,
+                      generator: torch.Generator) -> PackedBatch:
+    """Step ``step``'s clips of mixed sizes: shapes from ``sizes.draw_shapes`` until ``cfg.tokens`` are used;
+    a 1-frame clip (a still) is shown for one frame of tubelets."""
+    shapes = draw_shapes(np.random.default_rng([cfg.seed, 11, step]), model.config, cfg.tokens)
+    device = next(model.parameters()).device
+    z, captions = [], []
+    for j, (frames, height, width) in enumerate(shapes):
+        video, caption = data.sized(step * MAX_CLIPS + j, frames, height, width)  # (1, T, H, W)
+        video = video.expand(1, pixel_frames(frames, model.config), height, width)  # a still: repeated
+        z.append(codec.encode(video[None].to(device))[0])  # (C, T', H', W')
+        captions.append(caption)
+    n, pt = len(shapes), model.config.patch[0]
+    t = obj.sample_t(n, "cpu", generator)
+    drop = torch.rand(n, generator=generator) < cfg.p_uncond
+    noise = [torch.randn(x.shape, generator=generator).to(device) for x in z]
+    known = [draw_known(1, x.shape[1] // pt, pt, cfg.p_known, generator)[0].to(device)
+             if cfg.p_known and x.shape[1] // pt > 1 else None for x in z]
+    ids = torch.where(drop[:, None], model.null_ids(n), model.tokenizer.batch(captions))
+    return PackedBatch(z, ids.to(device), t.to(device), noise, known)
+
+
+MAX_CLIPS = 10_000  # clip indices of a mixed-size step: step * MAX_CLIPS + j (more than any budget holds)
+
+
 def trim_log(log_path: Path, step: int) -> None:
     """Keep the log lines of the steps a resumed checkpoint holds, drop the rest."""
     if log_path.exists():
@@ -317,31 +377,35 @@ def trim_log(log_path: Path, step: int) -> None:
 class LogLines:
     """log.jsonl: one line per ``log_every`` steps with the means of the steps since the last line, and speed."""
 
-    def __init__(self, path: Path, batch_size: int):
-        self.path, self.batch_size = path, batch_size
-        self.losses, self.aligns, self.tick = [], [], time.perf_counter()
+    def __init__(self, path: Path):
+        self.path = path
+        self.losses, self.aligns, self.clips, self.tick = [], [], 0, time.perf_counter()
 
-    def add(self, loss: float, align: float | None) -> None:
+    def add(self, loss: float, align: float | None, clips: int) -> None:
         self.losses.append(loss)
+        self.clips += clips
         if align is not None:
             self.aligns.append(align)
 
     def write(self, step: int, lr: float, grad_norm: float) -> dict:
         seconds, k = time.perf_counter() - self.tick, len(self.losses)
         record = {"step": step, "loss": round(sum(self.losses) / k, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
-                  "steps_per_s": round(k / seconds, 3), "clips_per_s": round(k * self.batch_size / seconds, 2),
+                  "steps_per_s": round(k / seconds, 3), "clips_per_s": round(self.clips / seconds, 2),
                   **({"align": round(sum(self.aligns) / k, 4)} if self.aligns else {})}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        self.losses, self.aligns, self.tick = [], [], time.perf_counter()
+        self.losses, self.aligns, self.clips, self.tick = [], [], 0, time.perf_counter()
         return record
 
 
-def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch, step: int,
+def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch | PackedBatch, step: int,
              autocast) -> tuple[float, float | None, float]:
     """One step on batch ``b``: returns (diffusion loss, REPA's alignment loss or None, gradient norm)."""
     with autocast:
-        loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
+        if isinstance(b, PackedBatch):  # clips of their own sizes, packed into rows
+            loss = obj.packed_loss(t.model, b.z, b.ids, b.t, b.noise, b.known)
+        else:
+            loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
         align = None
         if t.projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y), h: the aligned block's tokens
             targets = token_targets(t.aligner, b.videos, t.model.patch_grid(b.z))
@@ -359,8 +423,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
           export: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns a summary (speed, final loss, files)."""
     rank, world = distributed()
-    if cfg.batch_size % world:
-        raise ValueError(f"the global batch size {cfg.batch_size} must be divisible by the {world} processes")
+    if cfg.batch_size % world or (cfg.sizes == "mixed" and world > 1):
+        raise ValueError(f"the global batch size {cfg.batch_size} must be divisible by the {world} processes "
+                         f"(and mixed sizes train on one process for now)")
     device = torch.device(cfg.device if world == 1 or cfg.device == "cpu" else f"cuda:{int(os.environ['LOCAL_RANK'])}")
     run, out = RunRecord(command, device), Path(cfg.out)
     ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
@@ -381,13 +446,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         trim_log(log_path, start_step)
-    log, last_step = LogLines(log_path, cfg.batch_size), min(cfg.steps, cfg.stop_at or cfg.steps)
+    log, last_step = LogLines(log_path), min(cfg.steps, cfg.stop_at or cfg.steps)
     bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
                unit="step", disable=not progress or rank > 0)
     for step in bar:
-        b = draw_batch(step, cfg, data, t.model, obj, codec, generator, rank, world)
+        if cfg.sizes == "mixed":
+            b = draw_packed_batch(step, cfg, data, t.model, obj, codec, generator)
+        else:
+            b = draw_batch(step, cfg, data, t.model, obj, codec, generator, rank, world)
         loss, align, grad_norm = optimise(t, net, obj, cfg, b, step, autocast)
-        log.add(loss, align)
+        log.add(loss, align, len(b.ids))
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == last_step):
             record = log.write(done, t.sched.get_last_lr()[0], grad_norm)

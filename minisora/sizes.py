@@ -1,0 +1,52 @@
+"""Native sizes: the mixed shapes a packed DiT trains on (Sora trains on videos at their native size, aspect
+ratio and duration; NaViT's Patch n' Pack is how one batch holds them all).
+
+Each training clip draws its canvas height and width from ``SIDES`` (any pair: square, wide up to 4:1, tall up
+to 1:4) and its length from ``FRAMES`` (1 = a still image), as long as its tokens fit the step's budget. The
+sizes in ``HELD_OUT`` are never drawn, so the evaluation can ask how a model does at a size it never saw.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .dit import DiTConfig
+from .vae import latent_space
+
+SIDES = (32, 48, 64, 80, 128)  # canvas sides in px (multiples of 16: the frame VAE's 4 x a patch of 2 x 2 cells)
+FRAMES = (1, 4, 8, 12, 16, 20, 24, 32, 40)  # clip lengths; 1 is a still image
+HELD_OUT = (96,)  # a side never trained on (between 80 and 128): 96x96 tests sizes the model never saw
+
+
+def pixel_frames(frames: int, config: DiTConfig) -> int:
+    """The frames a clip is given to the model as: a still (1 frame) is shown for one frame of tubelets."""
+    return latent_space(config.vae)[1] * config.patch[0] if frames == 1 else frames
+
+
+def patch_grid(shape: tuple[int, int, int], config: DiTConfig) -> tuple[int, int, int]:
+    """The (t, h, w) patch grid of a clip of (frames, height, width) pixels."""
+    _, temporal, spatial = latent_space(config.vae)
+    pt, ph, pw = config.patch
+    frames, height, width = shape
+    return pixel_frames(frames, config) // (temporal * pt), height // (spatial * ph), width // (spatial * pw)
+
+
+def draw_shape(rng: np.random.Generator, config: DiTConfig, max_tokens: int) -> tuple[int, int, int]:
+    """One clip's (frames, height, width) from the mix, drawn again until its tokens fit ``max_tokens``."""
+    while True:
+        shape = (int(rng.choice(FRAMES)), int(rng.choice(SIDES)), int(rng.choice(SIDES)))
+        if math.prod(patch_grid(shape, config)) <= max_tokens:
+            return shape
+
+
+def draw_shapes(rng: np.random.Generator, config: DiTConfig, budget: int) -> list[tuple[int, int, int]]:
+    """One step's shapes: drawn one by one until the next would not fit in ``budget`` tokens."""
+    shapes, used = [], 0
+    while True:
+        shape = draw_shape(rng, config, budget)
+        used += math.prod(patch_grid(shape, config))
+        if used > budget:
+            return shapes
+        shapes.append(shape)
