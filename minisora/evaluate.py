@@ -30,23 +30,12 @@ from tqdm.auto import tqdm
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, MovingMNIST, standard_test_set
-from .evaluator import ClipReading, digit_scores, load_evaluator, read_clip
+from .evaluator import clip_scores, load_evaluator, prompts_for
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
-from .physics import probe, summarize
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
-from .vit import ViT
+from .size_eval import at_sizes, format_sizes
 
 CONTEXT = 10  # frames given in video prediction (10 -> 10)
-
-
-def prompts_for(num_clips: int, num_digits: int, seed: int = 0) -> tuple[list[str], list[list[int]]]:
-    """Evaluation prompts and their digits: "0".."9" in turn, or random pairs "a and b"."""
-    if num_digits == 1:
-        labels = [[i % 10] for i in range(num_clips)]
-    else:
-        rng = np.random.default_rng([seed, num_digits])
-        labels = [sorted(rng.choice(10, num_digits).tolist()) for _ in range(num_clips)]
-    return [" and ".join(map(str, digits)) for digits in labels], labels
 
 
 def real_clips(num_clips: int, num_digits: int, seed: int = 0) -> tuple[torch.Tensor, list[list[int]]]:
@@ -54,19 +43,6 @@ def real_clips(num_clips: int, num_digits: int, seed: int = 0) -> tuple[torch.Te
     data = MovingMNIST("test", num_clips, seed=seed, num_digits=num_digits)
     items = [data[i] for i in range(num_clips)]
     return torch.stack([it["video"][0] for it in items]), [it["labels"].tolist() for it in items]
-
-
-def read_clips(evaluator: ViT, videos, labels: list[list[int]]) -> list[ClipReading]:
-    """Each clip of ``videos`` (N, T, H, W) read once, with as many digits as its prompt names."""
-    return [read_clip(evaluator, video, len(wanted)) for video, wanted in zip(np.asarray(videos), labels)]
-
-
-def clip_scores(evaluator: ViT, videos, labels: list[list[int]]) -> tuple[dict, torch.Tensor]:
-    """One column of the table (``evaluator.digit_scores`` and the physics probe's summary, from one reading
-    of each clip), and each clip's evaluator features (N, D) for the Frechet distance."""
-    reads = read_clips(evaluator, videos, labels)
-    physics = summarize(probe(videos, len(labels[0]), corners=[r.corners for r in reads]))
-    return {**digit_scores(reads, labels), **physics}, torch.stack([r.features for r in reads])
 
 
 def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits: int, guidance: float,
@@ -78,6 +54,18 @@ def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits
         out = generate(model, codec, prompts[i:i + batch], objective, guidance=guidance, steps=steps, seed=seed + i)
         videos.append(out[:, 0].cpu())  # (b, T, H, W)
     return clip_scores(evaluator, torch.cat(videos), labels)
+
+
+def standard_table(model, codec, objective, evaluator, clips: int, args: dict) -> dict:
+    """One- and two-digit text-to-video at the training size, beside real clips, and the Frechet distance."""
+    seed = args["seed"]
+    (gen_one, gen_features), (gen_two, _) = (text_to_video(model, codec, objective, evaluator, clips, k, **args)
+                                             for k in (1, 2))
+    (real_one, real_features), (real_two, _), (_, other_features) = (
+        clip_scores(evaluator, *real_clips(clips, k, s)) for k, s in ((1, seed), (2, seed), (1, seed + 1)))
+    return {"one_digit": {"generated": gen_one, "real": real_one}, "two_digits": {"generated": gen_two, "real": real_two},
+            "frechet": {"generated_vs_real": frechet_distance(gen_features, real_features),
+                        "real_vs_real": frechet_distance(other_features, real_features)}}
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
@@ -110,7 +98,7 @@ class EvalConfig:
     """Every setting of ``python -m minisora eval``, written once."""
 
     ckpt: str = option(str(DIT_PATH), "exported weights or a run's ckpt.pt (its EMA weights)")
-    clips: int = option(100, "generated clips per prompt kind (one digit, two digits)")
+    clips: int = option(100, "generated clips per prompt kind (one digit, two digits); 0: skip (e.g. with --sizes)")
     prediction_clips: int = option(1000, "test clips for 10 -> 10 prediction (the standard set has 10000; 0: skip)")
     guidance: float = option(4.0, "classifier-free guidance scale for text-to-video")
     steps: int = option(50, "sampler steps for text-to-video")
@@ -120,13 +108,17 @@ class EvalConfig:
     batch: int = option(50, "clips generated at once")
     seed: int = option(0, "seed of prompts, noise and the real reference clips")
     out: str = option("outputs/eval.json", "JSON file for the results")
+    sizes: int = option(0, "also generate this many one-digit clips at each size of size_eval.SIZES (wide, tall, "
+                           "a side never trained on, a still, 40 frames) and score them beside real clips; 0: skip")
     manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
     def __post_init__(self):
-        if self.clips < 2 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
-            raise ValueError(f"clips must be at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, got "
-                             f"{self.clips} and {self.prediction_clips}")
+        if self.clips == 1 or self.clips < 0 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
+            raise ValueError(f"clips must be 0 (skip) or at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, "
+                             f"got {self.clips} and {self.prediction_clips}")
+        if self.sizes < 0 or self.sizes == 1:
+            raise ValueError(f"sizes must be 0 (skip) or at least 2 clips a size, got {self.sizes}")
         check_positive(self, "steps", "prediction_steps", "batch")
         check_finite(self, "guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
@@ -141,18 +133,14 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "guidance", "steps", "prediction_steps", "seed", "shift")
+    settings = ("clips", "prediction_clips", "sizes", "guidance", "steps", "prediction_steps", "seed", "shift")
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
-    (gen_one, gen_features), (gen_two, _) = (text_to_video(model, codec, objective, evaluator, clips, k, **args)
-                                             for k in (1, 2))
-    (real_one, real_features), (real_two, _), (_, other_features) = (
-        clip_scores(evaluator, *real_clips(clips, k, s)) for k, s in ((1, seed), (2, seed), (1, seed + 1)))
-    result["one_digit"] = {"generated": gen_one, "real": real_one}
-    result["two_digits"] = {"generated": gen_two, "real": real_two}
-    result["frechet"] = {"generated_vs_real": frechet_distance(gen_features, real_features),
-                         "real_vs_real": frechet_distance(other_features, real_features)}
+    if clips:
+        result.update(standard_table(model, codec, objective, evaluator, clips, args))
+    if cfg.sizes:
+        result["sizes"] = at_sizes(model, codec, objective, evaluator, cfg.sizes, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress)
@@ -175,15 +163,19 @@ ROWS = [("readable", "clips whose digits the evaluator can read apart", "{:.1%}"
 def format_table(result: dict) -> str:
     """The evaluation as a Markdown table (generated next to real) plus the prediction and Frechet rows."""
     fmt = lambda f, x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f.format(x)
-    n = result["settings"]["clips"]
-    lines = ["| metric | 1 digit: model | 1 digit: real | 2 digits: model | 2 digits: real |",
-             "|---|---|---|---|---|"]
-    for key, name, f in ROWS:
-        cells = [fmt(f, result[kind][who].get(key)) for kind in ("one_digit", "two_digits") for who in ("generated", "real")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    fd = result["frechet"]
-    lines += ["", f"{n} clips per column; Frechet distance on evaluator features (internal metric): "
-                  f"generated vs real {fd['generated_vs_real']:.2f}, real vs real {fd['real_vs_real']:.2f}"]
+    lines = []
+    if "one_digit" in result:
+        lines += ["| metric | 1 digit: model | 1 digit: real | 2 digits: model | 2 digits: real |", "|---|---|---|---|---|"]
+        for key, name, f in ROWS:
+            cells = [fmt(f, result[kind][who].get(key)) for kind in ("one_digit", "two_digits")
+                     for who in ("generated", "real")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        fd = result["frechet"]
+        lines += ["", f"{result['settings']['clips']} clips per column; Frechet distance on evaluator features "
+                      f"(internal metric): generated vs real {fd['generated_vs_real']:.2f}, real vs real "
+                      f"{fd['real_vs_real']:.2f}"]
+    if "sizes" in result:
+        lines += ["", f"At other sizes, {result['settings']['sizes']} one-digit clips each:", format_sizes(result["sizes"])]
     if "prediction" in result:
         p = result["prediction"]
         lines += ["", f"Video prediction 10 -> 10, first {p['clips']} clips of the regenerated standard test set:",

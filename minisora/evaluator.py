@@ -26,6 +26,7 @@ from .checkpoint import RunRecord, load_model, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .digits import DATA_DIR, load_digits
 from .geometry import DIGIT, crop_digits, separated
+from .physics import probe, summarize
 from .optim import warmup_cosine
 from .vit import ViT
 
@@ -203,5 +204,27 @@ def prompt_agreement(model: ViT, videos, prompt_labels: list[list[int]]) -> floa
     """The ``alignment`` of :func:`digit_scores` for videos (N, T, H, W) in [0, 1] (or uint8)."""
     if len(videos) != len(prompt_labels):
         raise ValueError(f"expected one list of labels per clip ({len(videos)}), got {len(prompt_labels)}")
-    reads = [read_clip(model, video, len(wanted)) for video, wanted in zip(videos, prompt_labels)]
-    return digit_scores(reads, prompt_labels)["alignment"]
+    return digit_scores(read_clips(model, videos, prompt_labels), prompt_labels)["alignment"]
+
+
+def prompts_for(num_clips: int, num_digits: int, seed: int = 0) -> tuple[list[str], list[list[int]]]:
+    """Evaluation prompts and their digits: "0".."9" in turn, or random pairs "a and b"."""
+    if num_digits == 1:
+        labels = [[i % 10] for i in range(num_clips)]
+    else:
+        rng = np.random.default_rng([seed, num_digits])
+        labels = [sorted(rng.choice(10, num_digits).tolist()) for _ in range(num_clips)]
+    return [" and ".join(map(str, digits)) for digits in labels], labels
+
+
+def read_clips(evaluator: ViT, videos, labels: list[list[int]]) -> list[ClipReading]:
+    """Each clip of ``videos`` (N, T, H, W) read once, with as many digits as its prompt names."""
+    return [read_clip(evaluator, video, len(wanted)) for video, wanted in zip(np.asarray(videos), labels)]
+
+
+def clip_scores(evaluator: ViT, videos, labels: list[list[int]]) -> tuple[dict, torch.Tensor]:
+    """One column of the table (``evaluator.digit_scores`` and the physics probe's summary, from one reading
+    of each clip), and each clip's evaluator features (N, D) for the Frechet distance."""
+    reads = read_clips(evaluator, videos, labels)
+    physics = summarize(probe(videos, len(labels[0]), corners=[r.corners for r in reads]))
+    return {**digit_scores(reads, labels), **physics}, torch.stack([r.features for r in reads])

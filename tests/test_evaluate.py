@@ -9,8 +9,8 @@ import torch
 
 from minisora.cli import main
 from minisora.data import standard_test_set
-from minisora.evaluate import clip_scores, prompts_for, read_clips, real_clips, video_prediction
-from minisora.evaluator import digit_scores
+from minisora.evaluate import real_clips, video_prediction
+from minisora.evaluator import clip_scores, digit_scores, prompts_for, read_clips
 from minisora.evaluator import load_evaluator
 from minisora.metrics import frechet_distance, mse_per_frame
 from minisora.sample import VideoCodec, load_dit, objective_of
@@ -114,3 +114,26 @@ def test_eval_records_its_table_in_the_manifest(tmp_path):
     assert manifest == {"steps": 3, "eval": {"one_digit": {"generated": {"alignment": 0.5}}}}
     with pytest.raises(FileNotFoundError, match="no manifest"):
         record_in_manifest({}, tmp_path / "other.pt")
+
+
+def test_framing_is_zero_on_real_clips_and_counts_digits_cut_by_the_edge():
+    from minisora.size_eval import framing
+
+    videos, _ = real_clips(20, 1, seed=3)
+    assert framing(videos) == 0.0  # a Moving MNIST digit never leaves the canvas
+    cut = torch.roll(videos, shifts=40, dims=-1)  # the canvas wraps: digits split across the left and right edges
+    assert framing(cut) > 0.2
+
+
+def test_eval_at_other_sizes(micro_run, tmp_path, capsys):
+    from minisora.size_eval import SIZES
+
+    out = tmp_path / "sizes.json"
+    main(["eval", "--ckpt", str(micro_run), "--clips", "0", "--sizes", "2", "--prediction-clips", "0", "--steps", "1",
+          "--out", str(out), "--quiet"])
+    result = json.loads(out.read_text())
+    assert set(result["sizes"]) == set(SIZES) and "one_digit" not in result
+    still = result["sizes"]["64x64 image"]
+    assert still["shape"] == [1, 64, 64] and "median_speed_error_px" not in still["real"]
+    assert result["sizes"]["128x64, tall"]["real"]["alignment"] == 1.0 and result["sizes"]["64x128, wide"]["real"]["framing"] == 0
+    assert "| 96x96, never trained |" in capsys.readouterr().out
