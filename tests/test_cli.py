@@ -57,7 +57,7 @@ def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
 BAD_SETTINGS = [
     # sizes and counts positive
     (["train", "--batch-size", "0"], "batch_size must be a whole number >= 1, got 0"),
-    (["eval", "--clips", "1"], "clips must be at least 2 and prediction_clips in 0..10000, got 1"),
+    (["eval", "--clips", "1"], "clips must be 0 (skip) or at least 2 and prediction_clips in 0..10000, got 1"),
     (["data", "--num-clips", "0"], "num_clips must be a whole number >= 1, got 0"),
     (["train-vae", "--steps", "-3"], "steps must be a whole number >= 1, got -3"),
     # sizes compatible with the model: frames whole tubelets, canvas whole patches
