@@ -181,9 +181,10 @@ class TrainingClips:
         videos, captions = zip(*(self[i] for i in indices))
         return torch.stack(videos), list(captions)  # (B, 1, T, H, W)
 
-    def sized(self, i: int, frames: int, height: int, width: int) -> tuple[torch.Tensor, str]:
+    def sized(self, i: int, frames: int, height: int, width: int, fits=lambda caption: True) -> tuple[torch.Tensor, str]:
         """Clip ``i`` of a mixed-size run, (1, frames, height, width), with as many digits as fit on its canvas
-        (``num_digits`` cycles as above); a clip of 1 frame is a still image with its short caption."""
+        (``num_digits`` cycles as above); a clip of 1 frame is a still image with its short caption, and so is a
+        clip whose description does not ``fit`` the text encoder (long clips on large canvases bounce a lot)."""
         k = min(self.num_digits[i % len(self.num_digits)], (height * width) // DIGIT**2)
         if (frames, height, width, k) not in self.by_shape:
             self.by_shape[frames, height, width, k] = MovingMNIST(
@@ -191,7 +192,7 @@ class TrainingClips:
                 height=height, width=width)
         clip = self.by_shape[frames, height, width, k][i // len(self.num_digits)]
         descriptive = frames > 1 and np.random.default_rng([self.seed, 7, i]).random() < self.p_descriptive
-        return clip["video"], clip["description"] if descriptive else clip["caption"]
+        return clip["video"], clip["description"] if descriptive and fits(clip["description"]) else clip["caption"]
 
     def images(self, indices, frames: int) -> tuple[torch.Tensor, list[str]]:
         """Stills: image ``i`` is one frame of a clip shown for ``frames`` frames, with its short caption."""
@@ -347,10 +348,11 @@ def draw_packed_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: D
     """Step ``step``'s clips of mixed sizes: shapes from ``sizes.draw_shapes`` until ``cfg.tokens`` are used;
     a 1-frame clip (a still) is shown for one frame of tubelets."""
     shapes = draw_shapes(np.random.default_rng([cfg.seed, 11, step]), model.config, cfg.tokens)
-    device = next(model.parameters()).device
+    device, tokenizer = next(model.parameters()).device, model.tokenizer
+    fits = lambda caption: len(tokenizer.words(caption)) <= tokenizer.max_len
     z, captions = [], []
     for j, (frames, height, width) in enumerate(shapes):
-        video, caption = data.sized(step * MAX_CLIPS + j, frames, height, width)  # (1, T, H, W)
+        video, caption = data.sized(step * MAX_CLIPS + j, frames, height, width, fits)  # (1, T, H, W)
         video = video.expand(1, pixel_frames(frames, model.config), height, width)  # a still: repeated
         z.append(codec.encode(video[None].to(device))[0])  # (C, T', H', W')
         captions.append(caption)
