@@ -2,7 +2,8 @@
 ratio and duration; NaViT's Patch n' Pack is how one batch holds them all).
 
 Each training clip draws its canvas height and width from ``SIDES`` (any pair: square, wide up to 4:1, tall up
-to 1:4) and its length from ``FRAMES`` (1 = a still image), as long as its tokens fit the step's budget. The
+to 1:4) and its length from ``FRAMES`` (1 = a still image), among the shapes whose tokens fit what is left of the
+step's budget, so a step's row is filled to within the smallest clip. The
 sizes in ``HELD_OUT`` are never drawn, so the evaluation can ask how a model does at a size it never saw.
 """
 
@@ -42,11 +43,11 @@ def draw_shape(rng: np.random.Generator, config: DiTConfig, max_tokens: int) -> 
 
 
 def draw_shapes(rng: np.random.Generator, config: DiTConfig, budget: int) -> list[tuple[int, int, int]]:
-    """One step's shapes: drawn one by one until the next would not fit in ``budget`` tokens."""
-    shapes, used = [], 0
-    while True:
-        shape = draw_shape(rng, config, budget)
-        used += math.prod(patch_grid(shape, config))
-        if used > budget:
-            return shapes
-        shapes.append(shape)
+    """One step's shapes, filling ``budget`` tokens: each next clip is drawn among the shapes that fit the room left,
+    until not even the smallest clip (a 32x32 still) would. Later clips in a step are therefore smaller on average."""
+    smallest = math.prod(patch_grid((1, min(SIDES), min(SIDES)), config))
+    shapes, room = [], budget
+    while room >= smallest:
+        shapes.append(draw_shape(rng, config, room))
+        room -= math.prod(patch_grid(shapes[-1], config))
+    return shapes

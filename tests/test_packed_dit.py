@@ -89,7 +89,7 @@ def test_mixed_shapes_fill_the_budget_and_never_use_the_held_out_side():
     assert tokens_of((20, 64, 64)) == 640 and tokens_of((1, 64, 128)) == 128  # a still: one frame of tubelets
     steps = [draw_shapes(np.random.default_rng([0, 11, step]), config, 2560) for step in range(200)]
     shapes = [s for step in steps for s in step]
-    assert all(0 < sum(map(tokens_of, step)) <= 2560 for step in steps)
+    assert all(2560 - 16 < sum(map(tokens_of, step)) <= 2560 for step in steps)  # filled to within a 32x32 still
     assert not any(side in HELD_OUT for s in shapes for side in s[1:])
     assert any(h > w for _, h, w in shapes) and any(h < w for _, h, w in shapes) and any(f == 1 for f, _, _ in shapes)
     assert max(f for f, _, _ in shapes) == 40
