@@ -3,8 +3,8 @@ ratio and duration; NaViT's Patch n' Pack is how one batch holds them all).
 
 Each training clip draws its canvas height and width from ``SIDES`` (any pair: square, wide up to 4:1, tall up
 to 1:4) and its length from ``FRAMES`` (1 = a still image), among the shapes whose tokens fit what is left of the
-step's budget, so a step's row is filled to within the smallest clip. The
-sizes in ``HELD_OUT`` are never drawn, so the evaluation can ask how a model does at a size it never saw.
+step's budget, so a step's row is filled to within the smallest clip. The sizes in ``HELD_OUT`` are never drawn,
+so the evaluation can ask how a model does at a size it never saw.
 """
 
 from __future__ import annotations
