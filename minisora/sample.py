@@ -56,7 +56,7 @@ def latent_shape(config: DiTConfig, frames: int, height: int, width: int) -> tup
                              ("width", width, spatial * pw)):
         if size < step or size % step:
             raise ValueError(f"{name}={size} is not supported by this model: it must be a positive multiple of "
-                             f"{step} (the {config.vae} VAE and the patch size {config.patch}); it was trained on "
+                             f"{step} (the {config.vae} VAE and the patch size {config.patch}); its default clip is "
                              f"{config.frames} frames of {config.size}x{config.size}")
     return config.in_channels, frames // temporal, height // spatial, width // spatial
 

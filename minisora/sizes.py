@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .dit import DiTConfig
 from .vae import latent_space
 
-SIDES = (32, 48, 64, 80, 128)  # canvas sides in px (multiples of 16: the frame VAE's 4 x a patch of 2 x 2 cells)
+SIDES = (32, 48, 64, 80, 128)  # canvas sides in px (any multiple of 8 fits: frame VAE 4x, patch 2)
 FRAMES = (1, 4, 8, 12, 16, 20, 24, 32, 40)  # clip lengths; 1 is a still image
 HELD_OUT = (96,)  # a side never trained on (between 80 and 128): 96x96 tests sizes the model never saw
+SQUARE = 64  # the one canvas of the usual approach: every clip cropped to a centred square, resized to 64x64
 
 
 def pixel_frames(frames: int, config: DiTConfig) -> int:
@@ -51,3 +54,17 @@ def draw_shapes(rng: np.random.Generator, config: DiTConfig, budget: int) -> lis
         shapes.append(draw_shape(rng, config, room))
         room -= math.prod(patch_grid(shapes[-1], config))
     return shapes
+
+
+def square_crop(video: torch.Tensor, side: int = SQUARE) -> torch.Tensor:
+    """The usual approach Sora's report compares against: a clip (..., H, W) cut to its centred square and resized
+    to ``side`` x ``side``. Digits near a long side's ends are cut or lost; small canvases are enlarged, large ones
+    shrunk."""
+    height, width = video.shape[-2:]
+    s = min(height, width)
+    top, left = (height - s) // 2, (width - s) // 2
+    square = video[..., top:top + s, left:left + s]  # (..., s, s)
+    lead = square.shape[:-2]
+    resized = F.interpolate(square.reshape(-1, 1, s, s), size=(side, side), mode="bilinear", antialias=s > side,
+                            align_corners=False)  # (N, 1, side, side)
+    return resized.reshape(*lead, side, side).clamp(0, 1)

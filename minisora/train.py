@@ -39,7 +39,7 @@ from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
-from .sizes import draw_shapes, pixel_frames
+from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
 from .vae import latent_space
 from .viz import save_gif
 
@@ -102,8 +102,10 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model (GPU)")
     sizes: str = option("fixed", "fixed: every clip is the preset's 20 frames of 64x64; mixed: clips of their own "
                                  "sizes (sides 32-128 px, square, wide and tall; 1 to 40 frames, 1 = a still image; "
-                                 "96 px never), packed into rows (Patch n' Pack) up to --tokens a step",
-                        choices=("fixed", "mixed"))
+                                 "96 px never), packed into rows (Patch n' Pack) up to --tokens a step; cropped: 20 "
+                                 "frames drawn at the mixed canvases, then cut to their centred square and resized to "
+                                 "64x64 (the usual approach, Sora's baseline), with short captions",
+                        choices=("fixed", "mixed", "cropped"))
     tokens: int = option(2560, "mixed sizes: the token budget of a step (the fixed recipe's 4 clips of 640 tokens)")
     stop_at: int | None = option(None, "stop (with a checkpoint) at this step; --resume continues later, as if "
                                        "never stopped")
@@ -156,10 +158,11 @@ class Launch:
 
 class TrainingClips:
     """Clip ``i`` of a run: train digits of ``classes``, ``num_digits[i % len]`` digits, a short or descriptive
-    caption; with ``clips`` set, the run cycles through its first ``clips`` clips. ``images`` gives stills."""
+    caption; with ``clips`` set, the run cycles through its first ``clips`` clips. ``images`` gives stills.
+    ``cropped``: clip ``i`` is drawn at a canvas of the mixed sizes and squared by ``sizes.square_crop``."""
 
     def __init__(self, seed: int, num_digits: tuple[int, ...], p_descriptive: float, num_clips: int,
-                 classes: tuple[int, ...] = tuple(range(10)), clips: int | None = None):
+                 classes: tuple[int, ...] = tuple(range(10)), clips: int | None = None, cropped: bool = False):
         digits = load_digits("train", "mnist5k")
         if set(classes) != set(range(10)):
             keep = np.isin(digits.labels, classes)
@@ -167,11 +170,15 @@ class TrainingClips:
         self.sets = [MovingMNIST("train", num_clips, seed=seed + k, digits=digits, num_digits=k) for k in num_digits]
         self.stills = [MovingMNIST("train", 2**31 - 1, seed=seed + 100 + k, digits=digits, num_digits=k)
                        for k in num_digits]
-        self.seed, self.p_descriptive, self.clips = seed, p_descriptive, clips
+        self.seed, self.p_descriptive, self.clips, self.cropped = seed, p_descriptive, clips, cropped
         self.digits, self.num_digits, self.by_shape = digits, num_digits, {}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         i = i % self.clips if self.clips else i
+        if self.cropped:  # drawn at a mixed canvas, then squared; the short caption (a description would be false)
+            height, width = (int(side) for side in np.random.default_rng([self.seed, 12, i]).choice(SIDES, 2))
+            video, caption = self.sized(i, self.sets[0].config.num_frames, height, width, fits=lambda text: False)
+            return square_crop(video), caption
         data = self.sets[i % len(self.sets)]
         clip = data[i // len(self.sets)]
         descriptive = np.random.default_rng([self.seed, 7, i]).random() < self.p_descriptive
@@ -442,7 +449,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     net = torch.compile(net) if cfg.compile else net
     obj, codec = objective_of(asdict(cfg)), VideoCodec(cfg.vae, device)
     data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=cfg.steps * cfg.batch_size,
-                         classes=cfg.classes, clips=cfg.clips)
+                         classes=cfg.classes, clips=cfg.clips, cropped=cfg.sizes == "cropped")
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
     if rank == 0:

@@ -120,3 +120,25 @@ def test_bench_sizes_measures_packed_padded_and_buckets():
     assert 0 < u["padded"] <= u["packed"] <= 1 and u["buckets"] == 1
     assert set(result["step_seconds"]) == {"packed/loop", "padded/loop", "buckets"}
     assert "token utilisation" in format_sizes(result)
+
+
+def test_square_crop_cuts_the_long_side_and_resizes():
+    from minisora.sizes import square_crop
+
+    video = torch.zeros(1, 3, 32, 128)  # (C, T, H, W): a wide clip
+    video[..., 8:24, 2:18] = 1.0  # a square of ink near the left end: outside the centred 32x32 square
+    video[..., 8:24, 56:72] = 0.5  # one in the middle: kept
+    out = square_crop(video)
+    assert out.shape == (1, 3, 64, 64)
+    assert out.max() == pytest.approx(0.5)  # the left square is gone, the middle one enlarged 2x
+    assert (out > 0.25).float().mean() == pytest.approx((32 / 64) ** 2, abs=0.02)
+    torch.testing.assert_close(square_crop(torch.ones(1, 1, 128, 128)), torch.ones(1, 1, 64, 64))
+
+
+def test_cropped_clips_are_squares_with_short_captions():
+    from minisora.train import TrainingClips
+
+    data = TrainingClips(0, (1, 2), p_descriptive=1.0, num_clips=8, cropped=True)
+    videos, captions = data.batch(range(8))
+    assert videos.shape == (8, 1, 20, 64, 64)
+    assert all(len(c.split()) <= 3 for c in captions)  # "3" or "3 and 7", never a description of the lost canvas
