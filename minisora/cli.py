@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .bench import BenchConfig, run_bench
+from .capabilities import SampleConfig, sample_from_checkpoint, write_clips
 from .config import add_config_flags, config_from
 from .data import DataConfig, export
 from .dit import PRESETS
 from .evaluate import EvalConfig, evaluate, format_table, record_in_manifest, write_result
 from .evaluator import EvaluatorConfig, train_evaluator
-from .sample import SampleConfig, sample_from_checkpoint
 from .train import Launch, TrainConfig, train
 from .train_aligner import AlignerConfig, train_aligner
 from .train_denoiser import DenoiserConfig, train_and_evaluate
@@ -77,10 +77,11 @@ def run_train(cfg: TrainConfig, launch: Launch, progress: bool, command: str) ->
 
 def run_sample(cfg: SampleConfig, progress: bool, command: str) -> None:
     videos, used = sample_from_checkpoint(cfg, progress)
-    path = save_gif(list(videos[:, 0].cpu()), cfg.out, ncols=len(used))
+    videos = videos[:, 0].cpu()  # (N, T, H, W)
+    path = write_clips(videos, cfg.out) if cfg.out.endswith(".npy") else save_gif(list(videos), cfg.out, ncols=len(used))
     for prompt in used:
         print(f"prompt: {prompt}")
-    print(f"wrote {len(used)} clip(s) of {videos.shape[2]} frames at {videos.shape[3]}x{videos.shape[4]} to {path}")
+    print(f"wrote {len(used)} clip(s) of {videos.shape[1]} frames at {videos.shape[2]}x{videos.shape[3]} to {path}")
 
 
 def run_eval(cfg: EvalConfig, progress: bool, command: str) -> None:
@@ -138,10 +139,12 @@ COMMANDS = {
         f"for data-parallel training on N GPUs (or CPU processes with gloo). Presets: {PRESET_USES}."),
     "sample": Command(
         (SampleConfig,), run_sample,
-        "text-to-video: generate clips for prompts with a trained DiT",
+        "text-to-video, image-to-video, extension, loops, connecting clips, editing, long videos",
         "Generate Moving MNIST clips from text prompts with classifier-free guidance and write them as one GIF "
-        "(prompts side by side). Prompts use the caption words: '3', '3 and 7', or descriptive ones like "
-        "'a 3 starts at the top left and moves down and right'."),
+        "(prompts side by side) or a .npy. Prompts use the caption words: '3', '3 and 7', or descriptive ones like "
+        "'a 3 starts at the top left and moves down and right'. The same model also animates an image (--image), "
+        "extends a clip either way (--extend), loops one (--loop), connects two (--connect), edits one by prompt "
+        "(--edit, SDEdit) and makes long videos window by window (--window): each is frames given by masks."),
     "eval": Command(
         (EvalConfig,), run_eval,
         "evaluate a text-to-video DiT: digits, physics, 10 -> 10 prediction, Frechet distance",

@@ -85,19 +85,25 @@ class KnownFrames:
     text-to-video (nothing known), prediction and image-to-video (a prefix), extension backwards (a
     suffix), interpolation and loops (both ends). Any sampler can use it; guidance doubles the batch,
     which the mask follows.
+
+    ``shown`` and ``time`` change what the network sees in the known frames: by default x0 at time 0. A copy
+    of x0 noised a little, at that noise's time, is the "noisy context" of long videos (errors in generated
+    context frames matter less when the model is told they are not exact). ``fill`` always puts back x0.
     """
 
-    def __init__(self, model, known: torch.Tensor, x0: torch.Tensor):
+    def __init__(self, model, known: torch.Tensor, x0: torch.Tensor, shown: torch.Tensor | None = None,
+                 time: float = 0.0):
         if known.dtype != torch.bool or known.shape != (x0.shape[0], x0.shape[2]):
             raise ValueError(f"known must be a bool mask (B, T) = {(x0.shape[0], x0.shape[2])} for videos "
                              f"{tuple(x0.shape)}, got {known.dtype} {tuple(known.shape)}")
         self.model, self.known, self.x0 = model, known, x0
+        self.shown, self.time = x0 if shown is None else shown, time
 
     def __call__(self, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         copies = len(x) // len(self.x0)  # 2 under classifier-free guidance
         known = self.known.repeat(copies, 1)  # (B', T)
-        x = torch.where(known[:, None, :, None, None], self.x0.repeat(copies, 1, 1, 1, 1), x)
-        time = time[:, None].expand(known.shape).masked_fill(known, 0.0)  # (B', T): 0 = clean
+        x = torch.where(known[:, None, :, None, None], self.shown.repeat(copies, 1, 1, 1, 1), x)
+        time = time[:, None].expand(known.shape).masked_fill(known, self.time)  # (B', T): 0 = clean
         return self.model(x, time, cond)
 
     def fill(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,16 +371,23 @@ class RectifiedFlow(Objective):
     def sample(self, model, shape: tuple[int, ...], cond: torch.Tensor, null: torch.Tensor | None = None,
                guidance: float = 1.0, steps: int | None = 50, sampler: str = "euler", eta: float = 0.0,
                clip: float | None = None, generator: torch.Generator | None = None, device="cpu",
-               progress: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
+               progress: bool = False, noise: torch.Tensor | None = None, start: float = 1.0) -> torch.Tensor:
         """Euler: x_{t - dt} = x_t - dt v(x_t, t). ``eta`` and ``clip`` are accepted for a shared interface
-        (eta must be 0: this sampler is deterministic; clip clamps the final sample)."""
+        (eta must be 0: this sampler is deterministic; clip clamps the final sample).
+
+        ``start`` < 1 begins at that time instead of pure noise (SDEdit): ``noise`` is then x_start, a clip
+        noised to time ``start``, and only the grid's times below ``start`` are taken (a share of the steps)."""
         if sampler not in SAMPLERS["flow"]:
             raise ValueError(f"unknown sampler {sampler!r} for rectified flow; expected one of {SAMPLERS['flow']}")
         if eta != 0:
             raise ValueError(f"the Euler sampler is deterministic: eta must be 0, got {eta}")
+        if not 0 < start <= 1 or (start < 1 and noise is None):
+            raise ValueError(f"start must be in (0, 1], and below 1 needs noise = x_start; got start={start}, "
+                             f"noise {'given' if noise is not None else 'None'}")
         _check_sampling(cond, null, shape[0], guidance, steps)
         x = torch.randn(shape, device=device, generator=generator) if noise is None else noise.to(device)
-        ts = self.timesteps(50 if steps is None else steps).to(device)
+        ts = self.timesteps(50 if steps is None else steps)
+        ts = torch.cat([torch.tensor([start]), ts[ts < start]]).to(device)  # start = 1: the whole grid
         for t, t_next in tqdm(list(zip(ts[:-1], ts[1:])), desc="euler", unit="step", disable=not progress, leave=False):
             v = guided(model, x, self.time(t.expand(shape[0])), cond, null, guidance)
             x = x + (t_next - t) * v  # x_{t - dt} = x_t - dt v

@@ -9,14 +9,11 @@ such as ``data/dit_tiny.pt``. Both are read with ``torch.load(weights_only=True)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .captions import expand_prompt
 from .checkpoint import load_model
-from .config import check_device, check_finite, check_positive, option
 from .diffusion import FAST_SAMPLER, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
 from .digits import DATA_DIR
 from .dit import DiT, DiTConfig
@@ -99,67 +96,49 @@ def objective_of(train: dict, shift: float | None = None) -> GaussianDiffusion |
 def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective="flow", guidance: float = 4.0,
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
              width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
-             known: torch.Tensor | None = None) -> torch.Tensor:
+             known: torch.Tensor | None = None, context_noise: float = 0.0, init: torch.Tensor | None = None,
+             strength: float = 1.0) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
     ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
     ``None`` is the null prompt (no text). With ``context`` videos (B, 1, T, H, W) and a frame mask
     ``known`` (T,) or (B, T), the known frames are given (conditioning frames by masks: prediction,
-    image-to-video, extension, interpolation) and the model generates the rest.
+    image-to-video, extension, interpolation) and the model generates the rest; ``context_noise`` > 0 shows
+    them noised to that time (rectified flow). With ``init`` videos (B, 1, T, H, W), sampling starts from
+    them noised to time ``strength`` instead of from pure noise (SDEdit, video-to-video).
     """
     c = model.config
-    if context is not None:
-        frames, height, width = context.shape[2:]
+    for given in (context, init):
+        if given is not None:
+            if given.ndim != 5 or given.shape[:2] != (len(prompts), 1):
+                raise ValueError(f"expected videos (B={len(prompts)}, 1, T, H, W) to start from or condition on, got "
+                                 f"{tuple(given.shape)}")
+            frames, height, width = given.shape[2:]
     shape = latent_shape(c, frames or c.frames, height or c.size, width or c.size)
     device = next(model.parameters()).device
     null = model.null_ids(len(prompts))  # (B, L)
     ids = torch.stack([null[i] if p is None else model.tokenizer.encode(p) for i, p in enumerate(prompts)])
     obj = make_objective(objective) if isinstance(objective, str) else objective
+    if (context_noise or init is not None) and obj.kind != "flow":
+        raise ValueError(f"context_noise and init (SDEdit) are written for rectified flow; this model is {obj.kind}")
+    if not 0 <= context_noise < 1 or not 0 < strength <= 1:
+        raise ValueError(f"context_noise must be in [0, 1) and strength in (0, 1], got {context_noise}, {strength}")
     sampler = sampler or FAST_SAMPLER[obj.kind]
     generator = torch.Generator(device=device).manual_seed(seed)
-    net = model
+    noised = lambda z, t: obj.q_sample(z, torch.full((len(z),), t, device=device),
+                                       torch.randn(z.shape, device=device, generator=generator))
+    net, start = model, {}
     if context is not None:
-        if known is None or context.shape[:2] != (len(prompts), 1):
-            raise ValueError(f"context needs videos (B={len(prompts)}, 1, T, H, W) and a frame mask known, got "
-                             f"{tuple(context.shape)} and {None if known is None else tuple(known.shape)}")
+        if known is None:
+            raise ValueError("context needs a frame mask known, (T,) or (B, T)")
         known = known.expand(len(prompts), -1) if known.ndim == 1 else known
-        net = KnownFrames(model, latent_known(c, known.bool()).to(device), codec.encode(context.to(device)))
+        x0 = codec.encode(context.to(device))
+        shown = noised(x0, context_noise) if context_noise else x0
+        net = KnownFrames(model, latent_known(c, known.bool()).to(device), x0, shown,
+                          float(obj.time(torch.tensor(context_noise))))
+    if init is not None:  # SDEdit: x_s = (1 - s) x_0 + s eps, then the sampler from time s down to 0
+        start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,
-                   steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress)
+                   steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress,
+                   **start)
     return codec.decode(net.fill(z) if context is not None else z)
-
-
-@dataclass
-class SampleConfig:
-    """Every setting of ``python -m minisora sample``, written once."""
-
-    prompt: tuple[str, ...] = option(("3",), "one or more prompts")
-    ckpt: str = option(str(DIT_PATH), "exported weights or a run's ckpt.pt (its EMA weights)")
-    out: str = option("outputs/sample.gif", "GIF to write")
-    guidance: float = option(4.0, "classifier-free guidance scale (1: none)")
-    sampler: str | None = option(None, "default: euler for rectified-flow models, ddim for DDPM models",
-                                 choices=("euler", "ddim", "ddpm"))
-    steps: int = option(50, "sampler steps (the ddpm sampler always takes 1000)")
-    frames: int | None = option(None, "frames per clip (default: the training length, 20)")
-    height: int | None = option(None, "height in px (default: the training size, 64)")
-    width: int | None = option(None, "width in px (default: the training size, 64)")
-    expand: bool = option(False, "prompt expansion: turn short prompts ('3 and 7') into descriptive captions first")
-    seed: int = option(0, "seed of the initial noise")
-    device: str = option("cpu", "torch device, e.g. cpu or cuda")
-
-    def __post_init__(self):
-        if not self.prompt:
-            raise ValueError("give at least one prompt")
-        check_positive(self, "steps", "frames", "height", "width")
-        check_finite(self, "guidance", at_least=0.0)
-        check_device(self.device)
-
-
-def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """Load a checkpoint and its VAE, expand the prompts if asked, and generate; returns (videos, prompts used)."""
-    model, train = load_dit(cfg.ckpt, cfg.device)
-    used = [expand_prompt(p, seed=i) if cfg.expand else p for i, p in enumerate(cfg.prompt)]
-    videos = generate(model, VideoCodec(model.config.vae, cfg.device), used, objective_of(train), cfg.guidance,
-                      None if cfg.sampler == "ddpm" else cfg.steps, cfg.sampler, cfg.frames, cfg.height, cfg.width,
-                      cfg.seed, progress)
-    return videos, used

@@ -131,7 +131,7 @@ def test_bad_checkpoints_get_one_line_and_no_traceback(tmp_path, capsys, case, m
 
 def test_python_callers_get_the_same_errors_as_the_cli():
     from minisora.evaluate import EvalConfig
-    from minisora.sample import SampleConfig
+    from minisora.capabilities import SampleConfig
     from minisora.train import TrainConfig
 
     for make, kwargs, message in [(TrainConfig, dict(p_uncond=1.5), "p_uncond is a probability"),

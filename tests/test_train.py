@@ -10,8 +10,8 @@ import torch
 
 from minisora.cli import main
 from minisora.digits import DATA_DIR
-from minisora.sample import (SampleConfig, VideoCodec, generate, latent_known, latent_shape, load_dit,
-                            sample_from_checkpoint)
+from minisora.capabilities import SampleConfig, sample_from_checkpoint
+from minisora.sample import VideoCodec, generate, latent_known, latent_shape, load_dit
 from minisora.train import TrainConfig, build, draw_known, train
 
 QUICK = TrainConfig(preset="micro", steps=6, batch_size=4, log_every=1, ckpt_every=100, sample_every=0, sample_steps=2)

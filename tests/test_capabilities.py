@@ -1,0 +1,151 @@
+"""Capabilities by masks: SDEdit's start time, what the network sees in given frames, image-to-video, extension
+both ways, connecting, loops, long videos, clip files and the sample command's errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, long_video, loop, read_clips,
+                                   tubelet_frames, write_clips)
+from minisora.diffusion import KnownFrames, RectifiedFlow
+from minisora.dit import DiT, get_preset
+from minisora.sample import VideoCodec, generate
+from minisora.viz import save_gif
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    """An untrained micro DiT on pixels (no VAE), so given frames come back exactly."""
+    torch.manual_seed(0)
+    return DiT(get_preset("micro", vae="none", frames=8, size=16)).eval(), VideoCodec("none")
+
+
+def clips(n=2, frames=8, size=16, seed=0):
+    return torch.rand(n, 1, frames, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_flow_sampling_from_a_start_time_lands_on_the_data():
+    """For data that is one point x0, v(x_t, t) = (x_t - x0) / t exactly, so Euler from x_s at any s ends on x0,
+    taking only the grid's times below s."""
+    x0, eps, calls = torch.randn(1, 3), torch.randn(1, 3), []
+
+    def model(x, time, cond):
+        calls.append(float(time[0]))
+        return (x - x0) / (time[:, None] / 1000)
+
+    flow, s = RectifiedFlow(shift=3.0), 0.5
+    out = flow.sample(model, (1, 3), torch.zeros(1, 1, dtype=torch.long), steps=10, noise=(1 - s) * x0 + s * eps,
+                      start=s)
+    torch.testing.assert_close(out, x0)
+    grid = flow.timesteps(10)
+    assert len(calls) == int((grid < s).sum()) and calls[0] == pytest.approx(1000 * s)
+    with pytest.raises(ValueError, match="needs noise"):
+        flow.sample(model, (1, 3), torch.zeros(1, 1, dtype=torch.long), steps=10, start=0.5)
+
+
+def test_known_frames_show_a_noised_copy_at_its_time_and_fill_the_clean_one():
+    seen = {}
+
+    def model(x, time, cond):
+        seen.update(x=x, time=time)
+        return torch.zeros_like(x)
+
+    x0, shown = torch.zeros(1, 1, 4, 2, 2), torch.ones(1, 1, 4, 2, 2)
+    known = torch.tensor([[True, True, False, False]])
+    net = KnownFrames(model, known, x0, shown, time=100.0)
+    net(torch.full((1, 1, 4, 2, 2), 5.0), torch.tensor([700.0]), None)
+    assert seen["time"].tolist() == [[100.0, 100.0, 700.0, 700.0]]
+    assert seen["x"][0, 0, :, 0, 0].tolist() == [1.0, 1.0, 5.0, 5.0]
+    assert net.fill(torch.full((1, 1, 4, 2, 2), 5.0))[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 5.0, 5.0]
+
+
+def test_edit_at_strength_one_is_text_to_video_and_a_light_edit_stays_close(pixels):
+    model, codec = pixels
+    video = clips()
+    plain = generate(model, codec, ["3", "7"], steps=4, seed=1)
+    assert torch.equal(generate(model, codec, ["3", "7"], steps=4, seed=1, init=video, strength=1.0), plain)
+    light = generate(model, codec, ["3", "7"], steps=20, seed=1, init=video, strength=0.02)
+    assert (light - video).abs().mean() < 0.5 * (plain - video).abs().mean()
+    with pytest.raises(ValueError, match="strength"):
+        generate(model, codec, ["3", "7"], steps=4, init=video, strength=0.0)
+
+
+def test_image_to_video_holds_the_image_for_one_tubelet(pixels):
+    model, codec = pixels
+    images = torch.rand(2, 16, 16)
+    out = image_to_video(model, codec, images, ["3", "7"], frames=8, steps=2)
+    group = tubelet_frames(model.config)
+    assert out.shape == (2, 1, 8, 16, 16) and group == 2
+    torch.testing.assert_close(out[:, 0, :group], images[:, None].expand(-1, group, -1, -1))
+    assert not torch.allclose(out[:, 0, group], images)  # the rest is generated
+    with pytest.raises(ValueError, match="expected images"):
+        image_to_video(model, codec, images[0], ["3"], steps=2)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_extension_keeps_the_given_frames_at_its_end(pixels, direction):
+    model, codec = pixels
+    given = clips(frames=4)
+    out = extend(model, codec, given, ["3", "7"], 8, direction, steps=2)
+    assert out.shape == (2, 1, 8, 16, 16)
+    kept, new = (out[:, :, :4], out[:, :, 4:]) if direction == "forward" else (out[:, :, 4:], out[:, :, :4])
+    torch.testing.assert_close(kept, given)
+    assert not torch.allclose(new, given)
+    with pytest.raises(ValueError, match="frames > 4"):
+        extend(model, codec, given, ["3", "7"], 4, direction, steps=2)
+    with pytest.raises(ValueError, match="whole groups of 2"):
+        extend(model, codec, clips(frames=3), ["3", "7"], 8, direction, steps=2)
+
+
+def test_connect_and_loop_keep_both_ends(pixels):
+    model, codec = pixels
+    a, b = clips(frames=2, seed=1), clips(frames=2, seed=2)
+    out = connect(model, codec, a, b, ["3", "7"], gap=4, steps=2)
+    assert out.shape == (2, 1, 8, 16, 16)
+    torch.testing.assert_close(out[:, :, :2], a)
+    torch.testing.assert_close(out[:, :, -2:], b)
+    video = clips(frames=8, seed=3)
+    looped = loop(model, codec, video, ["3", "7"], gap=4, given=2, steps=2)
+    assert looped.shape == (2, 1, 12, 16, 16) and torch.equal(looped[:, :, :8], video)
+
+
+def test_long_video_windows_continue_each_other(pixels):
+    model, codec = pixels
+    out = long_video(model, codec, ["3"], frames=20, window=8, given=4, steps=2, seed=5)
+    assert out.shape == (1, 1, 20, 16, 16)
+    first = generate(model, codec, ["3"], steps=2, seed=5, frames=8)
+    torch.testing.assert_close(out[:, :, :8], first)  # the first window is plain text-to-video
+    second = extend(model, codec, first[:, :, -4:], ["3"], 8, steps=2, seed=6)
+    torch.testing.assert_close(out[:, :, 8:12], second[:, :, 4:])  # the next is that window extended
+    with pytest.raises(ValueError, match="fewer frames than it holds"):
+        long_video(model, codec, ["3"], frames=20, window=8, given=8, steps=2)
+
+
+def test_clip_files_round_trip(tmp_path):
+    video = torch.rand(3, 6, 16, 24)
+    path = write_clips(video, tmp_path / "c.npy")
+    assert np.load(path).shape == (6, 3, 16, 24)  # (T, N, H, W) like mnist_test_seq.npy
+    torch.testing.assert_close(read_clips(path), video, atol=1 / 255, rtol=0)
+    save_gif([video[0]], tmp_path / "c.gif", scale=1, ncols=1)
+    assert read_clips(tmp_path / "c.gif").shape[:2] == (1, 6)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"expected clips \(T, H, W\)"):
+        read_clips(tmp_path / "bad.npy")
+    with pytest.raises(FileNotFoundError, match="no clip file"):
+        read_clips(tmp_path / "missing.npy")
+    (tmp_path / "c.txt").write_text("frames")
+    with pytest.raises(ValueError, match="expected a .npy, .gif or .png"):
+        read_clips(tmp_path / "c.txt")
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(extend="forward"), "--extend needs the clip"),
+    (dict(loop=True, edit="a.npy"), "choose one of"),
+    (dict(input="a.npy"), "--input is the clip of"),
+    (dict(edit="a.npy", strength=1.5), "strength must be in"),
+    (dict(out="x.mp4"), "out must end in .gif or .npy"),
+    (dict(gap=0), "gap must be a whole number"),
+])
+def test_sample_settings_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SampleConfig(**settings)
