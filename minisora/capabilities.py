@@ -98,7 +98,7 @@ def long_video(model, codec, prompts: list[str | None], frames: int, window: int
 
 # ----------------------------------------------------------------------------- clips in and out of files
 
-def read_clips(path: str | Path) -> torch.Tensor:
+def load_clips(path: str | Path) -> torch.Tensor:
     """Clips (N, T, H, W) in [0, 1] from ``.npy`` ((T, H, W), or (T, N, H, W) as ``mnist_test_seq.npy`` and
     ``sample --out X.npy``; uint8 0-255 or float 0-1), a GIF (one clip; grey levels) or a PNG (one frame)."""
     path = Path(path)
@@ -121,7 +121,7 @@ def read_clips(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames))[None]  # (1, T, H, W)
 
 
-def write_clips(videos: torch.Tensor, path: str | Path) -> Path:
+def save_clips(videos: torch.Tensor, path: str | Path) -> Path:
     """Videos (N, T, H, W) in [0, 1] -> ``.npy``, uint8 (T, N, H, W) like ``mnist_test_seq.npy``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,27 +214,27 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
               sampler=cfg.sampler, seed=cfg.seed, progress=progress, context_noise=cfg.context_noise)
     size = dict(frames=cfg.frames, height=cfg.height, width=cfg.width)
     if cfg.image:
-        images, prompts = matched(read_clips(cfg.image)[:, :1], prompts)
+        images, prompts = matched(load_clips(cfg.image)[:, :1], prompts)
         return image_to_video(model, codec, images[:, 0], prompts, cfg.frames, **kw), prompts
     if cfg.extend:
-        clips, prompts = matched(read_clips(cfg.input), prompts)
+        clips, prompts = matched(load_clips(cfg.input), prompts)
         clips = clips[:, None, -cfg.given:] if cfg.extend == "forward" else clips[:, None, :cfg.given]
         frames = cfg.frames or 2 * clips.shape[2]
         return extend(model, codec, clips, prompts, frames, cfg.extend, **kw), prompts
     if cfg.loop:
-        clips = (read_clips(cfg.input) if cfg.input else
+        clips = (load_clips(cfg.input) if cfg.input else
                  generate(model, codec, prompts, **size, **kw)[:, 0].cpu())  # (N, T, H, W)
         clips, prompts = matched(clips, prompts)
         return loop(model, codec, clips[:, None], prompts, cfg.gap, cfg.given, **kw), prompts
     if cfg.connect:
-        a, b = read_clips(cfg.connect[0]), read_clips(cfg.connect[1])
+        a, b = load_clips(cfg.connect[0]), load_clips(cfg.connect[1])
         if a.shape[-2:] != b.shape[-2:]:
             raise ValueError(f"clips to connect must have one size, got {tuple(a.shape[-2:])} and {tuple(b.shape[-2:])}")
         a, prompts = matched(a, prompts)
         b, _ = matched(b, prompts)
         return connect(model, codec, a[:, None, -cfg.given:], b[:, None, :cfg.given], prompts, cfg.gap, **kw), prompts
     if cfg.edit:
-        clips, prompts = matched(read_clips(cfg.edit), prompts)
+        clips, prompts = matched(load_clips(cfg.edit), prompts)
         return generate(model, codec, prompts, init=clips[:, None], strength=cfg.strength, **kw), prompts
     if cfg.window:
         frames = cfg.frames or model.config.frames

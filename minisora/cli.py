@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .bench import BenchConfig, run_bench
-from .capabilities import SampleConfig, sample_from_checkpoint, write_clips
+from .capabilities import SampleConfig, sample_from_checkpoint, save_clips
 from .config import add_config_flags, config_from
 from .data import DataConfig, export
 from .dit import PRESETS
@@ -78,7 +78,7 @@ def run_train(cfg: TrainConfig, launch: Launch, progress: bool, command: str) ->
 def run_sample(cfg: SampleConfig, progress: bool, command: str) -> None:
     videos, used = sample_from_checkpoint(cfg, progress)
     videos = videos[:, 0].cpu()  # (N, T, H, W)
-    path = write_clips(videos, cfg.out) if cfg.out.endswith(".npy") else save_gif(list(videos), cfg.out, ncols=len(used))
+    path = save_clips(videos, cfg.out) if cfg.out.endswith(".npy") else save_gif(list(videos), cfg.out, ncols=len(used))
     for prompt in used:
         print(f"prompt: {prompt}")
     print(f"wrote {len(used)} clip(s) of {videos.shape[1]} frames at {videos.shape[2]}x{videos.shape[3]} to {path}")

@@ -29,20 +29,14 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .data import TEST_SET, MovingMNIST, standard_test_set
-from .evaluator import clip_scores, load_evaluator, prompts_for
+from .data import TEST_SET, standard_test_set
+from .capability_eval import capability_table
+from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 from .size_eval import at_sizes, format_sizes
 
 CONTEXT = 10  # frames given in video prediction (10 -> 10)
-
-
-def real_clips(num_clips: int, num_digits: int, seed: int = 0) -> tuple[torch.Tensor, list[list[int]]]:
-    """Real clips (N, T, H, W) of test digits and their digits: the reference for every row."""
-    data = MovingMNIST("test", num_clips, seed=seed, num_digits=num_digits)
-    items = [data[i] for i in range(num_clips)]
-    return torch.stack([it["video"][0] for it in items]), [it["labels"].tolist() for it in items]
 
 
 def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits: int, guidance: float,
@@ -110,6 +104,8 @@ class EvalConfig:
     out: str = option("outputs/eval.json", "JSON file for the results")
     sizes: int = option(0, "also generate this many one-digit clips at each size of size_eval.SIZES (wide, tall, "
                            "a side never trained on, a still, 40 frames) and score them beside real clips; 0: skip")
+    capabilities: int = option(0, "also measure image-to-video, extension, loops, connecting, SDEdit and 200-frame "
+                                  "videos (capability_eval.py) on this many one-digit clips; 0: skip")
     manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
@@ -117,8 +113,9 @@ class EvalConfig:
         if self.clips == 1 or self.clips < 0 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
             raise ValueError(f"clips must be 0 (skip) or at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, "
                              f"got {self.clips} and {self.prediction_clips}")
-        if self.sizes < 0 or self.sizes == 1:
-            raise ValueError(f"sizes must be 0 (skip) or at least 2 clips a size, got {self.sizes}")
+        for name in ("sizes", "capabilities"):
+            if getattr(self, name) < 0 or getattr(self, name) == 1:
+                raise ValueError(f"{name} must be 0 (skip) or at least 2 clips, got {getattr(self, name)}")
         check_positive(self, "steps", "prediction_steps", "batch")
         check_finite(self, "guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
@@ -133,7 +130,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "guidance", "steps", "prediction_steps", "seed", "shift")
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "guidance", "steps", "prediction_steps", "seed", "shift")
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
@@ -141,6 +138,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         result.update(standard_table(model, codec, objective, evaluator, clips, args))
     if cfg.sizes:
         result["sizes"] = at_sizes(model, codec, objective, evaluator, cfg.sizes, **args)
+    if cfg.capabilities:
+        result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import RunRecord, load_model, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, option
+from .data import MovingMNIST
 from .digits import DATA_DIR, load_digits
 from .geometry import DIGIT, crop_digits, separated
 from .physics import probe, summarize
@@ -215,6 +216,13 @@ def prompts_for(num_clips: int, num_digits: int, seed: int = 0) -> tuple[list[st
         rng = np.random.default_rng([seed, num_digits])
         labels = [sorted(rng.choice(10, num_digits).tolist()) for _ in range(num_clips)]
     return [" and ".join(map(str, digits)) for digits in labels], labels
+
+
+def real_clips(num_clips: int, num_digits: int, seed: int = 0, frames: int = 20) -> tuple[torch.Tensor, list[list[int]]]:
+    """Real clips (N, T, H, W) of test digits and their digits: the reference for every score."""
+    data = MovingMNIST("test", num_clips, seed=seed, num_digits=num_digits, num_frames=frames)
+    items = [data[i] for i in range(num_clips)]
+    return torch.stack([it["video"][0] for it in items]), [it["labels"].tolist() for it in items]
 
 
 def read_clips(evaluator: ViT, videos, labels: list[list[int]]) -> list[ClipReading]:

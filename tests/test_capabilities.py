@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, long_video, loop, read_clips,
-                                   tubelet_frames, write_clips)
+from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, long_video, loop, load_clips,
+                                   tubelet_frames, save_clips)
 from minisora.diffusion import KnownFrames, RectifiedFlow
 from minisora.dit import DiT, get_preset
 from minisora.sample import VideoCodec, generate
@@ -123,19 +123,19 @@ def test_long_video_windows_continue_each_other(pixels):
 
 def test_clip_files_round_trip(tmp_path):
     video = torch.rand(3, 6, 16, 24)
-    path = write_clips(video, tmp_path / "c.npy")
+    path = save_clips(video, tmp_path / "c.npy")
     assert np.load(path).shape == (6, 3, 16, 24)  # (T, N, H, W) like mnist_test_seq.npy
-    torch.testing.assert_close(read_clips(path), video, atol=1 / 255, rtol=0)
+    torch.testing.assert_close(load_clips(path), video, atol=1 / 255, rtol=0)
     save_gif([video[0]], tmp_path / "c.gif", scale=1, ncols=1)
-    assert read_clips(tmp_path / "c.gif").shape[:2] == (1, 6)
+    assert load_clips(tmp_path / "c.gif").shape[:2] == (1, 6)
     np.save(tmp_path / "bad.npy", np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"expected clips \(T, H, W\)"):
-        read_clips(tmp_path / "bad.npy")
+        load_clips(tmp_path / "bad.npy")
     with pytest.raises(FileNotFoundError, match="no clip file"):
-        read_clips(tmp_path / "missing.npy")
+        load_clips(tmp_path / "missing.npy")
     (tmp_path / "c.txt").write_text("frames")
     with pytest.raises(ValueError, match="expected a .npy, .gif or .png"):
-        read_clips(tmp_path / "c.txt")
+        load_clips(tmp_path / "c.txt")
 
 
 @pytest.mark.parametrize("settings, message", [

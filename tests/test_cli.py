@@ -90,11 +90,11 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("argv, message", BAD_SETTINGS)
 def test_bad_settings_get_one_line_and_no_traceback(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out")])
+        main([*argv, "--out", str(tmp_path / "out.gif")])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()  # refused before anything was written
+    assert not (tmp_path / "out.gif").exists()  # refused before anything was written
 
 
 def bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
