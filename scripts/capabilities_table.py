@@ -1,0 +1,53 @@
+"""Print the capabilities table of the README from docs/capabilities_dit_packed*.json (one column per seed)."""
+import json
+from pathlib import Path
+
+docs = Path(__file__).resolve().parent.parent / "docs"
+runs = {f"seed {json.loads(p.read_text())['settings']['seed']}": json.loads(p.read_text())["capabilities"]
+        for p in sorted(docs.glob("capabilities_dit_packed*.json"))}
+pct, px, num = (lambda v: f"{100 * v:.0f}%"), (lambda v: f"{v:.2f}"), (lambda v: f"{v:.3f}")
+
+ROWS = [  # (capability, measure, goal, value of a run, value of real clips or None, format)
+    ("image-to-video", "identity persistence", ">= 95%", lambda c: c["image_to_video"]["generated"]["identity"],
+     lambda c: c["image_to_video"]["real"]["identity"], pct),
+    ("image-to-video", "speed error, px/frame", "<= 0.5",
+     lambda c: c["image_to_video"]["generated"]["median_speed_error_px"],
+     lambda c: c["image_to_video"]["real"]["median_speed_error_px"], px),
+    ("image-to-video", "first generated frame's pixel distance to the image", "<= real step",
+     lambda c: c["image_to_video"]["generated"]["first_step_distance"],
+     lambda c: c["image_to_video"]["real"]["first_step_distance"], num),
+    *[(f"extend {d}", measure, "as real", (lambda c, d=d, k=k: c["extension"][d]["generated"][k]),
+       (lambda c, d=d, k=k: c["extension"][d]["real"][k]), f)
+      for d in ("forward", "backward")
+      for measure, k, f in (("seam step's speed error, px", "seam_speed_error_px", px),
+                            ("seam step's direction cosine", "seam_direction_cos", px),
+                            ("joined clip's speed error, px/frame", "median_speed_error_px", px))],
+    ("loop", "seam step's speed error, px (other steps)", "as other steps", lambda c: c["loop"]["seam_speed_error_px"],
+     lambda c: c["loop"]["other_steps_speed_error_px"], px),
+    ("loop", "seam step's pixel distance (other steps)", "as other steps", lambda c: c["loop"]["seam_pixel_distance"],
+     lambda c: c["loop"]["other_steps_pixel_distance"], num),
+    ("connect", "speed error over the whole, px/frame", "as real", lambda c: c["connect"]["median_speed_error_px"],
+     None, px),
+    ("connect", "clips read as A's digit, then B's", "", lambda c: c["connect"]["a_then_b"], None, pct),
+    ("connect", "frame where B's digit first shows (median; 4-15 generated)", "", lambda c: c["connect"]["median_switch_frame"],
+     None, lambda v: f"{v:.0f}"),
+    *[(f"edit, s = {s}", measure, goal, (lambda c, s=s, k=k: c["edit"][s][k]), None, f)
+      for s in ("0.6", "0.8", "1.0")
+      for measure, k, goal, f in (("frames read as the new digit", "frames_read_as_new_digit", ">= 80%", pct),
+                                  ("track distance to the input, px", "track_distance_px", "<= 2", px))],
+    *[(f"long video, {name}", f"{measure}: frames 0-19 -> 180-199", "as real",
+       (lambda c, name=name, k=k: (c["long_video"][name][0][k], c["long_video"][name][-1][k])),
+       (lambda c, k=k: (c["long_video"]["real"][0][k], c["long_video"]["real"][-1][k])),
+       (lambda v, f=f: f"{f(v[0])} -> {f(v[1])}"))
+      for name in ("none", "context_noise 0.1")
+      for measure, k, f in (("read as the prompt", "frame_agreement", pct),
+                            ("speed error, px/frame", "median_speed_error_px", px),
+                            ("ink per frame", "ink", lambda v: f"{v:.0f}"))],
+]
+
+print("| capability | measure | goal | " + " | ".join(runs) + " | real |")
+print("|---|---|---|" + "---|" * (len(runs) + 1))
+for capability, measure, goal, value, real, fmt in ROWS:
+    cells = [fmt(value(c)) for c in runs.values()]
+    reference = fmt(real(next(iter(runs.values())))) if real else ""
+    print(f"| {capability} | {measure} | {goal} | " + " | ".join(cells) + f" | {reference} |")
