@@ -146,20 +146,22 @@ class SampleConfig:
                                  choices=("euler", "ddim", "ddpm"))
     steps: int = option(50, "sampler steps (the ddpm sampler always takes 1000; --edit takes the share below "
                             "--strength)")
-    frames: int | None = option(None, "frames per clip (default: the training length, 20; with --extend: the "
-                                      "length after extending, default 2x the input's)")
+    frames: int | None = option(None, "frames per clip (default: the training length, 20); with --extend: the "
+                                      "window generated, --given frames included (default: 2x --given)")
     height: int | None = option(None, "height in px (default: the training size, 64, or the input's)")
     width: int | None = option(None, "width in px (default: the training size, 64, or the input's)")
     expand: bool = option(False, "prompt expansion: turn short prompts ('3 and 7') into descriptive captions first")
     image: str | None = option(None, "image-to-video: animate this frame (a PNG, or the first frame of a GIF or "
                                      ".npy clip)", metavar="FILE")
     input: str | None = option(None, "the clip (.npy or .gif) for --extend and --loop", metavar="CLIP")
-    extend: str | None = option(None, "extend --input forwards (frames after its last --given) or backwards (frames "
-                                      "before its first --given) to --frames frames", choices=("forward", "backward"))
+    extend: str | None = option(None, "extend --input forwards (new frames after it, from its last --given) or "
+                                      "backwards (before it, from its first --given); writes the input and the new "
+                                      "frames", choices=("forward", "backward"))
     loop: bool = option(False, "a seamless loop: --input (or a clip made from the prompt), then --gap frames "
                                "generated from its last --given frames back to its first --given")
-    connect: tuple[str, str] | None = option(None, "connect two clips: A's last --given frames, --gap new frames, "
-                                                   "B's first --given frames", metavar=("A", "B"))
+    connect: tuple[str, str] | None = option(None, "connect two clips: all of A, --gap new frames generated from "
+                                                   "A's last --given frames to B's first --given, all of B",
+                                             metavar=("A", "B"))
     edit: str | None = option(None, "video-to-video (SDEdit): noise this clip to --strength, then denoise it with "
                                     "the prompt", metavar="CLIP")
     strength: float = option(0.6, "--edit: the time the clip is noised to, in (0, 1]; 1 keeps nothing of it")
@@ -216,11 +218,13 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
     if cfg.image:
         images, prompts = matched(load_clips(cfg.image)[:, :1], prompts)
         return image_to_video(model, codec, images[:, 0], prompts, cfg.frames, **kw), prompts
-    if cfg.extend:
+    if cfg.extend:  # the whole input, and the new frames after (or before) it
         clips, prompts = matched(load_clips(cfg.input), prompts)
-        clips = clips[:, None, -cfg.given:] if cfg.extend == "forward" else clips[:, None, :cfg.given]
-        frames = cfg.frames or 2 * clips.shape[2]
-        return extend(model, codec, clips, prompts, frames, cfg.extend, **kw), prompts
+        clips, k = clips[:, None], cfg.given  # (N, 1, T, H, W)
+        forward = cfg.extend == "forward"
+        window = extend(model, codec, clips[:, :, -k:] if forward else clips[:, :, :k], prompts,
+                        cfg.frames or 2 * k, cfg.extend, **kw).cpu()
+        return torch.cat([clips, window[:, :, k:]] if forward else [window[:, :, :-k], clips], dim=2), prompts
     if cfg.loop:
         clips = (load_clips(cfg.input) if cfg.input else
                  generate(model, codec, prompts, **size, **kw)[:, 0].cpu())  # (N, T, H, W)
@@ -232,7 +236,9 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
             raise ValueError(f"clips to connect must have one size, got {tuple(a.shape[-2:])} and {tuple(b.shape[-2:])}")
         a, prompts = matched(a, prompts)
         b, _ = matched(b, prompts)
-        return connect(model, codec, a[:, None, -cfg.given:], b[:, None, :cfg.given], prompts, cfg.gap, **kw), prompts
+        a, b, k = a[:, None], b[:, None], cfg.given  # (N, 1, T, H, W)
+        bridge = connect(model, codec, a[:, :, -k:], b[:, :, :k], prompts, cfg.gap, **kw).cpu()
+        return torch.cat([a, bridge[:, :, k:k + cfg.gap], b], dim=2), prompts  # all of A, the transition, all of B
     if cfg.edit:
         clips, prompts = matched(load_clips(cfg.edit), prompts)
         return generate(model, codec, prompts, init=clips[:, None], strength=cfg.strength, **kw), prompts

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, long_video, loop, load_clips,
+from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, load_clips, long_video, loop,
                                    tubelet_frames, save_clips)
 from minisora.diffusion import KnownFrames, RectifiedFlow
 from minisora.dit import DiT, get_preset
@@ -169,3 +169,21 @@ def test_eval_capabilities_setting_is_checked():
 
     with pytest.raises(ValueError, match="capabilities must be 0"):
         EvalConfig(capabilities=1)
+
+
+def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):
+    from minisora.cli import main
+
+    a, b = torch.rand(1, 20, 64, 64), torch.rand(1, 20, 64, 64)
+    save_clips(a, tmp_path / "a.npy"), save_clips(b, tmp_path / "b.npy")
+    main(["sample", "--quiet", "--steps", "1", "--prompt", "3", "--extend", "backward", "--input",
+          str(tmp_path / "a.npy"), "--given", "4", "--frames", "10", "--out", str(tmp_path / "back.npy")])
+    back = load_clips(tmp_path / "back.npy")
+    assert back.shape == (1, 26, 64, 64)  # 6 new frames, then the whole input
+    torch.testing.assert_close(back[:, 6:], load_clips(tmp_path / "a.npy"))
+    main(["sample", "--quiet", "--steps", "1", "--prompt", "3", "--connect", str(tmp_path / "a.npy"),
+          str(tmp_path / "b.npy"), "--given", "4", "--gap", "6", "--out", str(tmp_path / "c.npy")])
+    joined = load_clips(tmp_path / "c.npy")
+    assert joined.shape == (1, 46, 64, 64)  # all of A, 6 new frames, all of B
+    torch.testing.assert_close(joined[:, :20], load_clips(tmp_path / "a.npy"))
+    torch.testing.assert_close(joined[:, 26:], load_clips(tmp_path / "b.npy"))
