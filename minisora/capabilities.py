@@ -10,7 +10,7 @@ or started from a noised clip (SDEdit). Nothing here is trained for it; the mask
     edit (SDEdit)     the clip noised to time s, denoised with a new prompt (Meng et al. 2021, arXiv 2108.01073)
     long video        extend forward window by window, each given the last frames of the one before
 
-Given frames come in whole frames of tubelets (``tubelet_frames``: 2 pixel frames with the frame VAE and a
+Given frames come in whole frames of tubelets (``DiTConfig.tubelet_frames``: 2 pixel frames with the frame VAE and a
 temporal patch of 2), because the DiT gives one noise time to each.
 """
 
@@ -26,14 +26,7 @@ from tqdm.auto import tqdm
 
 from .captions import expand_prompt
 from .config import check_device, check_finite, check_positive, option
-from .dit import DiTConfig
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
-from .vae import latent_space
-
-
-def tubelet_frames(config: DiTConfig) -> int:
-    """Pixel frames that share one noise time: the VAE's temporal factor x the temporal patch."""
-    return latent_space(config.vae)[1] * config.patch[0]
 
 
 def image_to_video(model, codec, images: torch.Tensor, prompts: list[str | None], frames: int | None = None,
@@ -44,7 +37,7 @@ def image_to_video(model, codec, images: torch.Tensor, prompts: list[str | None]
         raise ValueError(f"expected images (B, H, W), got {tuple(images.shape)}")
     frames = frames or model.config.frames
     context = images[:, None, None].expand(-1, 1, frames, -1, -1)  # (B, 1, T, H, W): only the first tubelet is read
-    return generate(model, codec, prompts, context=context, known=torch.arange(frames) < tubelet_frames(model.config),
+    return generate(model, codec, prompts, context=context, known=torch.arange(frames) < model.config.tubelet_frames,
                     **kw)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .capabilities import connect, extend, image_to_video, long_video, loop, tubelet_frames
+from .capabilities import connect, extend, image_to_video, long_video, loop
 from .evaluator import clip_scores, digit_scores, read_clips, real_clips
 from .physics import SPEED, summarize, probe, track
 from .sample import generate
@@ -61,7 +61,7 @@ def scored(evaluator, videos, labels) -> dict:
 
 
 def image_to_video_scores(model, codec, evaluator, real, labels, prompts, **kw) -> dict:
-    group = tubelet_frames(model.config)
+    group = model.config.tubelet_frames
     out = image_to_video(model, codec, real[:, 0], prompts, real.shape[1], **kw)[:, 0].cpu()  # (N, T, H, W)
     shown = out[:, group - 1:]  # the image once, then what the model made
     return {"generated": {**scored(evaluator, shown, labels), "first_step_distance": pixel_distance(out[:, group],

@@ -82,6 +82,11 @@ class DiTConfig:
                 raise ValueError(f"{name}={size} must be a positive multiple of {step}: whole tubelets of "
                                  f"{self.patch} latent cells of the {self.vae} space")
 
+    @property
+    def tubelet_frames(self) -> int:
+        """Pixel frames that share one noise time (one frame of tubelets): the VAE's temporal factor x patch[0]."""
+        return latent_space(self.vae)[1] * self.patch[0]
+
 # name: (DiTConfig overrides, what it is for)
 PRESETS = {
     "micro": (dict(dim=32, depth=2, heads=2, text_dim=32, text_depth=1, patch=(2, 4, 4)), "unit tests, seconds"),

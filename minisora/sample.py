@@ -64,8 +64,7 @@ def latent_known(config: DiTConfig, known: torch.Tensor) -> torch.Tensor:
     The DiT gives one time to each frame of tubelets (``temporal x patch[0]`` pixel frames), so given
     frames must come in whole groups of that many.
     """
-    pt = config.patch[0]
-    group = latent_space(config.vae)[1] * pt
+    pt, group = config.patch[0], config.tubelet_frames
     if known.ndim != 2 or known.shape[1] % group:
         raise ValueError(f"expected a frame mask (B, T) with T a multiple of {group}, got {tuple(known.shape)}")
     groups = known.unflatten(1, (-1, group))  # (B, T / group, group)

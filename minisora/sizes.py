@@ -26,7 +26,7 @@ SQUARE = 64  # the one canvas of the usual approach: every clip cropped to a cen
 
 def pixel_frames(frames: int, config: DiTConfig) -> int:
     """The frames a clip is given to the model as: a still (1 frame) is shown for one frame of tubelets."""
-    return latent_space(config.vae)[1] * config.patch[0] if frames == 1 else frames
+    return config.tubelet_frames if frames == 1 else frames
 
 
 def patch_grid(shape: tuple[int, int, int], config: DiTConfig) -> tuple[int, int, int]:

@@ -40,7 +40,6 @@ from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import VideoCodec, generate, load_dit, objective_of
 from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
-from .vae import latent_space
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
@@ -326,7 +325,7 @@ def draw_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj
     n = cfg.batch_size * (tokens_per_clip(model.config)[0] if image else 1)  # global: an image per frame of tubelets
     rows = slice(rank * n // world, (rank + 1) * n // world)  # this process's rows of the global batch
     clips = range(step * n + rows.start, step * n + rows.stop)  # the run's clips (or stills) in those rows
-    videos, captions = data.images(clips, latent_space(cfg.vae)[1] * pt) if image else data.batch(clips)
+    videos, captions = data.images(clips, model.config.tubelet_frames) if image else data.batch(clips)
     device = next(model.parameters()).device
     t = obj.sample_t(n, "cpu", generator)[rows]
     drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[rows]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minisora.capabilities import (SampleConfig, connect, extend, image_to_video, load_clips, long_video, loop,
-                                   tubelet_frames, save_clips)
+                                   save_clips)
 from minisora.diffusion import KnownFrames, RectifiedFlow
 from minisora.dit import DiT, get_preset
 from minisora.sample import VideoCodec, generate
@@ -74,7 +74,7 @@ def test_image_to_video_holds_the_image_for_one_tubelet(pixels):
     model, codec = pixels
     images = torch.rand(2, 16, 16)
     out = image_to_video(model, codec, images, ["3", "7"], frames=8, steps=2)
-    group = tubelet_frames(model.config)
+    group = model.config.tubelet_frames
     assert out.shape == (2, 1, 8, 16, 16) and group == 2
     torch.testing.assert_close(out[:, 0, :group], images[:, None].expand(-1, group, -1, -1))
     assert not torch.allclose(out[:, 0, group], images)  # the rest is generated
