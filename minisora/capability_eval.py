@@ -31,6 +31,7 @@ GIVEN = 10  # frames given to extension
 STRENGTHS = (0.4, 0.6, 0.8, 1.0)  # SDEdit noise levels
 LONG = dict(frames=200, window=20, given=10)
 CONTEXT_NOISE = 0.1  # the long-video mitigation: given frames shown at time 0.1
+PARTS = ("image_to_video", "extension", "loop", "connect", "edit", "long_video")
 
 
 def steps(videos) -> np.ndarray:
@@ -149,12 +150,13 @@ def long_video_scores(model, codec, evaluator, prompts, labels, seed, num_clips,
 
 
 def capability_table(model, codec, objective, evaluator, num_clips: int, guidance: float, steps: int, batch: int,
-                     seed: int, progress: bool) -> dict:
-    """Every capability on ``num_clips`` one-digit clips (``batch`` is unused: each capability is one batch)."""
+                     seed: int, progress: bool, parts: tuple[str, ...] = PARTS) -> dict:
+    """The capabilities named in ``parts`` (default: all of ``PARTS``) on ``num_clips`` one-digit clips
+    (``batch`` is unused: each capability is one batch)."""
     real, labels = real_clips(num_clips, 1, seed)
     prompts = [str(d[0]) for d in labels]
     kw = dict(objective=objective, guidance=guidance, steps=steps, seed=seed)
-    parts = {
+    measures = {
         "image_to_video": lambda: image_to_video_scores(model, codec, evaluator, real, labels, prompts, **kw),
         "extension": lambda: extension_scores(model, codec, evaluator, real, labels, prompts, **kw),
         "loop": lambda: loop_scores(model, codec, evaluator, prompts, labels, **kw),
@@ -162,4 +164,5 @@ def capability_table(model, codec, objective, evaluator, num_clips: int, guidanc
         "edit": lambda: edit_scores(model, codec, evaluator, real, labels, **kw),
         "long_video": lambda: long_video_scores(model, codec, evaluator, prompts, labels, num_clips=num_clips, **kw),
     }
-    return {name: run() for name, run in tqdm(parts.items(), desc="capabilities", disable=not progress)}
+    chosen = {name: run for name, run in measures.items() if name in parts}
+    return {name: run() for name, run in tqdm(chosen.items(), desc="capabilities", disable=not progress)}

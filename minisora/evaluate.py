@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, standard_test_set
-from .capability_eval import capability_table
+from .capability_eval import PARTS, capability_table
 from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
@@ -106,6 +106,8 @@ class EvalConfig:
                            "a side never trained on, a still, 40 frames) and score them beside real clips; 0: skip")
     capabilities: int = option(0, "also measure image-to-video, extension, loops, connecting, SDEdit and 200-frame "
                                   "videos (capability_eval.py) on this many one-digit clips; 0: skip")
+    capability_parts: tuple[str, ...] = option(PARTS, "the capabilities --capabilities measures (default: all)",
+                                               choices=PARTS)
     manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
@@ -117,6 +119,8 @@ class EvalConfig:
             if getattr(self, name) < 0 or getattr(self, name) == 1:
                 raise ValueError(f"{name} must be 0 (skip) or at least 2 clips, got {getattr(self, name)}")
         check_positive(self, "steps", "prediction_steps", "batch")
+        if not self.capability_parts or not set(self.capability_parts) <= set(PARTS):
+            raise ValueError(f"capability_parts must be some of {PARTS}, got {self.capability_parts}")
         check_finite(self, "guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
         check_device(self.device)
@@ -130,7 +134,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "capabilities", "guidance", "steps", "prediction_steps", "seed", "shift")
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "guidance", "steps", "prediction_steps", "seed", "shift")
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
@@ -139,7 +143,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.sizes:
         result["sizes"] = at_sizes(model, codec, objective, evaluator, cfg.sizes, **args)
     if cfg.capabilities:
-        result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities, **args)
+        result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities,
+                                                  parts=cfg.capability_parts, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress)

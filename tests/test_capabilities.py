@@ -169,6 +169,20 @@ def test_eval_capabilities_setting_is_checked():
 
     with pytest.raises(ValueError, match="capabilities must be 0"):
         EvalConfig(capabilities=1)
+    with pytest.raises(ValueError, match="capability_parts must be some of"):
+        EvalConfig(capabilities=2, capability_parts=("image_to_video", "teleport"))
+
+
+def test_eval_measures_only_the_capabilities_asked_for(tmp_path):
+    import json
+
+    from minisora.cli import main
+
+    main(["eval", "--quiet", "--clips", "0", "--prediction-clips", "0", "--capabilities", "2", "--capability-parts",
+          "image_to_video", "--steps", "1", "--out", str(tmp_path / "e.json")])
+    measured = json.loads((tmp_path / "e.json").read_text())["capabilities"]
+    assert list(measured) == ["image_to_video"]
+    assert set(measured["image_to_video"]) == {"generated", "real"}
 
 
 def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):
