@@ -13,7 +13,7 @@ from minisora.evaluate import real_clips, video_prediction
 from minisora.evaluator import clip_scores, digit_scores, prompts_for, read_clips
 from minisora.evaluator import load_evaluator
 from minisora.metrics import frechet_distance, mse_per_frame
-from minisora.sample import VideoCodec, load_dit, objective_of
+from minisora.sample import VideoCodec, generate, load_dit, objective_of
 from minisora.train import TrainConfig, train
 
 
@@ -86,9 +86,24 @@ def test_prediction_scores_average_over_clips_and_copy_the_last_frame(micro_run)
     copy = truth[:, 9:10].expand(-1, 10, -1, -1)
     assert result["clips"] == 5
     assert result["copy_last_frame"]["mse"] == pytest.approx(float(mse_per_frame(copy, truth[:, 10:])), rel=1e-5)
-    assert set(result["model"]) == {"mse", "mae", "ssim", "psnr"}
+    assert set(result["model"]) == {"mse", "mae", "ssim", "psnr", "mse_per_frame"}
+    assert np.mean(result["model"]["mse_per_frame"]) == pytest.approx(result["model"]["mse"], rel=1e-3)
     blank = float(mse_per_frame(torch.zeros_like(truth[:, 10:]), truth[:, 10:]))  # the ink of the future frames
     assert result["blank"]["mse"] == pytest.approx(blank, rel=1e-5) and result["blank"]["ssim"] < 1
+
+
+def test_prediction_mean_of_samples_scores_their_average(micro_run):
+    model, settings = load_dit(micro_run)
+    args = dict(num_clips=3, steps=1, batch=3, seed=0, progress=False)
+    two = video_prediction(model, VideoCodec("frame"), objective_of(settings), samples=2, **args)
+    one = video_prediction(model, VideoCodec("frame"), objective_of(settings), **args)
+    assert two["model"] == one["model"] and "mean_of_2_samples" not in one  # the first sample is the same draw
+    truth = torch.stack([standard_test_set()[i]["video"] for i in range(3)])
+    known = torch.arange(20) < 10
+    draws = [generate(model, VideoCodec("frame"), [None] * 3, objective_of(settings), guidance=1.0, steps=1,
+                      seed=3 * k, context=truth, known=known)[:, 0, 10:] for k in range(2)]
+    mean = (draws[0] + draws[1]) / 2
+    assert two["mean_of_2_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])), rel=1e-4)
 
 
 def test_eval_command_prints_the_table_and_writes_json(micro_run, tmp_path, capsys):
