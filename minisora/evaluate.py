@@ -8,6 +8,8 @@
     prediction 10 -> 10 on the standard test set (test digits): the first 10 frames are given
                (conditioning frames by masks), the null prompt, the model makes the last 10;
                MSE / MAE per frame summed over 64x64 pixels in [0, 1] (OpenSTL), SSIM, PSNR
+    permanence two test digits that cross after the 10 given frames: do both come out as themselves, in
+               their places (permanence.py)
     Frechet    distance between evaluator features of generated and real one-digit clips
                (an internal metric: our evaluator, our clips; it measures how the digits look,
                not how they move, which the physics rows measure)
@@ -32,6 +34,7 @@ from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, standard_test_set
 from .capability_eval import PARTS, capability_table
 from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
+from .permanence import permanence_table
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 from .size_eval import at_sizes, format_sizes
@@ -118,6 +121,8 @@ class EvalConfig:
                                   "videos (capability_eval.py) on this many one-digit clips; 0: skip")
     capability_parts: tuple[str, ...] = option(PARTS, "the capabilities --capabilities measures (default: all)",
                                                choices=PARTS)
+    permanence: int = option(0, "also measure object permanence on this many real two-digit clips whose digits cross "
+                                "after the 10 given frames (permanence.py); 0: skip")
     manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
@@ -125,7 +130,7 @@ class EvalConfig:
         if self.clips == 1 or self.clips < 0 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
             raise ValueError(f"clips must be 0 (skip) or at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, "
                              f"got {self.clips} and {self.prediction_clips}")
-        for name in ("sizes", "capabilities"):
+        for name in ("sizes", "capabilities", "permanence"):
             if getattr(self, name) < 0 or getattr(self, name) == 1:
                 raise ValueError(f"{name} must be 0 (skip) or at least 2 clips, got {getattr(self, name)}")
         check_positive(self, "steps", "prediction_steps", "prediction_samples", "batch")
@@ -144,7 +149,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "guidance", "steps",
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "permanence", "guidance", "steps",
                 "prediction_steps", "prediction_samples", "seed", "shift")
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None}}
@@ -156,6 +161,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.capabilities:
         result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities,
                                                   parts=cfg.capability_parts, **args)
+    if cfg.permanence:
+        result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples)
@@ -191,6 +198,11 @@ def format_table(result: dict) -> str:
                       f"{fd['real_vs_real']:.2f}"]
     if "sizes" in result:
         lines += ["", f"At other sizes, {result['settings']['sizes']} one-digit clips each:", format_sizes(result["sizes"])]
+    if "permanence" in result:
+        g, r = result["permanence"]["generated"], result["permanence"]["real"]
+        lines += ["", f"Object permanence, {result['permanence']['clips']} crossings (last 3 frames; model / real): "
+                      f"both digits kept {g['kept']:.0%} / {r['kept']:.0%}, in place {g['in_place']:.0%} / "
+                      f"{r['in_place']:.0%}, ink {g['ink_vs_real']:.2f} / 1.00"]
     if "prediction" in result:
         p = result["prediction"]
         lines += ["", f"Video prediction 10 -> 10, first {p['clips']} clips of the regenerated standard test set:",

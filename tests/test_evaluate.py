@@ -152,3 +152,29 @@ def test_eval_at_other_sizes(micro_run, tmp_path, capsys):
     assert still["shape"] == [1, 64, 64] and "median_speed_error_px" not in still["real"]
     assert result["sizes"]["128x64, tall"]["real"]["alignment"] == 1.0 and result["sizes"]["64x128, wide"]["real"]["framing"] == 0
     assert "| 96x96, never trained |" in capsys.readouterr().out
+
+
+def test_permanence_passes_real_crossings_and_fails_frozen_or_mirrored_ones():
+    from minisora.permanence import AFTER, CROSS, crossing_clips, permanence_scores
+    from minisora.geometry import separated
+
+    real, labels, corners = crossing_clips(12, seed=4)
+    gaps = np.abs(corners[:, :, 0] - corners[:, :, 1]).max(-1)  # (N, T)
+    assert (gaps[:, 10:-AFTER] < CROSS).any(1).all() and separated(corners[:, -1]).all()
+    assert all(a != b for a, b in labels)
+    evaluator = load_evaluator()
+    truth = permanence_scores(evaluator, real, labels, corners)
+    frozen = real.clone()
+    frozen[:, 10:] = real[:, 9:10]  # the digits stop before they cross
+    mirrored = torch.flip(real, [-1])  # right digits, wrong places
+    assert truth["in_place"] >= 0.75 and truth["ink_vs_real"] == 1.0
+    for broken in (frozen, mirrored):
+        assert permanence_scores(evaluator, broken, labels, corners, real)["in_place"] <= 0.25
+
+
+def test_eval_command_measures_permanence(micro_run, tmp_path, capsys):
+    main(["eval", "--ckpt", str(micro_run), "--clips", "0", "--prediction-clips", "0", "--permanence", "2",
+          "--steps", "1", "--quiet", "--out", str(tmp_path / "p.json")])
+    result = json.loads((tmp_path / "p.json").read_text())["permanence"]
+    assert result["clips"] == 2 and set(result["generated"]) == {"kept", "in_place", "ink_vs_real"}
+    assert "Object permanence, 2 crossings" in capsys.readouterr().out
