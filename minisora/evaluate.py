@@ -8,6 +8,8 @@
     prediction 10 -> 10 on the standard test set (test digits): the first 10 frames are given
                (conditioning frames by masks), the null prompt, the model makes the last 10;
                MSE / MAE per frame summed over 64x64 pixels in [0, 1] (OpenSTL), SSIM, PSNR
+    following  descriptive captions of real clips as prompts: are the start, first direction and first bounce
+               they name followed (following.py); ``--expand``: the short prompts expanded first
     permanence two test digits that cross after the 10 given frames: do both come out as themselves, in
                their places (permanence.py)
     Frechet    distance between evaluator features of generated and real one-digit clips
@@ -33,7 +35,9 @@ from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, standard_test_set
 from .capability_eval import PARTS, capability_table
+from .captions import expand_prompt
 from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
+from .following import descriptive_table
 from .permanence import permanence_table
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
@@ -43,9 +47,12 @@ CONTEXT = 10  # frames given in video prediction (10 -> 10)
 
 
 def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits: int, guidance: float,
-                  steps: int, batch: int, seed: int, progress: bool) -> tuple[dict, torch.Tensor]:
-    """Generate ``num_clips`` clips for the evaluation prompts; their scores and features (``clip_scores``)."""
+                  steps: int, batch: int, seed: int, progress: bool, expand: bool = False) -> tuple[dict, torch.Tensor]:
+    """Generate ``num_clips`` clips for the evaluation prompts (``expand``: each expanded into a descriptive
+    caption first, as Sora expands users' prompts); their scores and features (``clip_scores``)."""
     prompts, labels = prompts_for(num_clips, num_digits, seed)
+    if expand:
+        prompts = [expand_prompt(p, seed=seed + i) for i, p in enumerate(prompts)]
     videos = []
     for i in tqdm(range(0, num_clips, batch), desc=f"generate {num_digits}-digit", unit="batch", disable=not progress):
         out = generate(model, codec, prompts[i:i + batch], objective, guidance=guidance, steps=steps, seed=seed + i)
@@ -53,11 +60,11 @@ def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits
     return clip_scores(evaluator, torch.cat(videos), labels)
 
 
-def standard_table(model, codec, objective, evaluator, clips: int, args: dict) -> dict:
+def standard_table(model, codec, objective, evaluator, clips: int, args: dict, expand: bool = False) -> dict:
     """One- and two-digit text-to-video at the training size, beside real clips, and the Frechet distance."""
     seed = args["seed"]
-    (gen_one, gen_features), (gen_two, _) = (text_to_video(model, codec, objective, evaluator, clips, k, **args)
-                                             for k in (1, 2))
+    (gen_one, gen_features), (gen_two, _) = (text_to_video(model, codec, objective, evaluator, clips, k, **args,
+                                                           expand=expand) for k in (1, 2))
     (real_one, real_features), (real_two, _), (_, other_features) = (
         clip_scores(evaluator, *real_clips(clips, k, s)) for k, s in ((1, seed), (2, seed), (1, seed + 1)))
     return {"one_digit": {"generated": gen_one, "real": real_one}, "two_digits": {"generated": gen_two, "real": real_two},
@@ -121,6 +128,10 @@ class EvalConfig:
                                   "videos (capability_eval.py) on this many one-digit clips; 0: skip")
     capability_parts: tuple[str, ...] = option(PARTS, "the capabilities --capabilities measures (default: all)",
                                                choices=PARTS)
+    expand: bool = option(False, "expand the short prompts of the main table into descriptive captions first "
+                                 "(prompt expansion, captions.expand_prompt)")
+    descriptive: int = option(0, "also generate from the descriptive captions of this many real one-digit clips and "
+                                 "check the start, first direction and first bounce they name (following.py); 0: skip")
     permanence: int = option(0, "also measure object permanence on this many real two-digit clips whose digits cross "
                                 "after the 10 given frames (permanence.py); 0: skip")
     manifest: bool = option(False, "also record the results under 'eval' in the weights' manifest (CKPT with .json)")
@@ -130,7 +141,7 @@ class EvalConfig:
         if self.clips == 1 or self.clips < 0 or not 0 <= self.prediction_clips <= TEST_SET["num_clips"]:
             raise ValueError(f"clips must be 0 (skip) or at least 2 and prediction_clips in 0..{TEST_SET['num_clips']}, "
                              f"got {self.clips} and {self.prediction_clips}")
-        for name in ("sizes", "capabilities", "permanence"):
+        for name in ("sizes", "capabilities", "descriptive", "permanence"):
             if getattr(self, name) < 0 or getattr(self, name) == 1:
                 raise ValueError(f"{name} must be 0 (skip) or at least 2 clips, got {getattr(self, name)}")
         check_positive(self, "steps", "prediction_steps", "prediction_samples", "batch")
@@ -149,18 +160,20 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "permanence", "guidance", "steps",
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "expand", "descriptive", "permanence", "guidance", "steps",
                 "prediction_steps", "prediction_samples", "seed", "shift")
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
     if clips:
-        result.update(standard_table(model, codec, objective, evaluator, clips, args))
+        result.update(standard_table(model, codec, objective, evaluator, clips, args, cfg.expand))
     if cfg.sizes:
         result["sizes"] = at_sizes(model, codec, objective, evaluator, cfg.sizes, **args)
     if cfg.capabilities:
         result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities,
                                                   parts=cfg.capability_parts, **args)
+    if cfg.descriptive:
+        result["descriptive"] = descriptive_table(model, codec, objective, evaluator, cfg.descriptive, **args)
     if cfg.permanence:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
@@ -198,6 +211,12 @@ def format_table(result: dict) -> str:
                       f"{fd['real_vs_real']:.2f}"]
     if "sizes" in result:
         lines += ["", f"At other sizes, {result['settings']['sizes']} one-digit clips each:", format_sizes(result["sizes"])]
+    if "descriptive" in result:
+        g, r = result["descriptive"]["generated"], result["descriptive"]["real"]
+        lines += ["", f"Descriptive prompts, {result['descriptive']['clips']} one-digit clips (model / real): digit "
+                      f"right {g['alignment']:.0%} / {r['alignment']:.0%}; start region {g['start']:.0%} / "
+                      f"{r['start']:.0%}, first direction {g['direction']:.0%} / {r['direction']:.0%}, first bounce "
+                      f"{g['bounce']:.0%} / {r['bounce']:.0%}, all three {g['all_three']:.0%} / {r['all_three']:.0%}"]
     if "permanence" in result:
         g, r = result["permanence"]["generated"], result["permanence"]["real"]
         lines += ["", f"Object permanence, {result['permanence']['clips']} crossings (last 3 frames; model / real): "

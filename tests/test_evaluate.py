@@ -178,3 +178,41 @@ def test_eval_command_measures_permanence(micro_run, tmp_path, capsys):
     result = json.loads((tmp_path / "p.json").read_text())["permanence"]
     assert result["clips"] == 2 and set(result["generated"]) == {"kept", "in_place", "ink_vs_real"}
     assert "Object permanence, 2 crossings" in capsys.readouterr().out
+
+
+def test_following_passes_real_clips_and_fails_reversed_mirrored_or_frozen_ones():
+    from minisora.following import described_clips, following_scores
+
+    videos, labels, prompts, motions = described_clips(60, seed=3)
+    assert prompts[0].startswith(f"{'an' if labels[0][0] == 8 else 'a'} {labels[0][0]} starts")
+    real = following_scores(videos, motions)
+    assert real["direction"] == 1.0 and real["start"] >= 0.9 and real["bounce"] >= 0.9 and real["all_three"] >= 0.85
+    for broken in (torch.flip(videos, [1]), torch.flip(videos, [-1]), videos[:, :1].expand_as(videos)):
+        assert following_scores(broken, motions)["all_three"] <= 0.25
+
+
+def test_follows_names_the_failed_check():
+    from minisora.following import described_clips, follows
+    from minisora.physics import track
+
+    videos, _, _, motions = described_clips(1, seed=3)
+    centres = track(videos[0].numpy())[:, 0]
+    assert follows(centres, motions[0], 64, 64) == {"start": True, "direction": True, "bounce": True}
+    backwards = centres[0] - (centres - centres[0])  # the same start, every step the other way
+    assert not follows(backwards, motions[0], 64, 64)["direction"]
+
+
+def test_eval_command_measures_descriptive_prompts_and_expands(micro_run, tmp_path, capsys, monkeypatch):
+    import minisora.evaluate
+
+    asked = []
+    real_generate = minisora.evaluate.generate
+    monkeypatch.setattr(minisora.evaluate, "generate", lambda m, c, prompts, *a, **k: asked.extend(prompts) or
+                        real_generate(m, c, prompts, *a, **k))
+    main(["eval", "--ckpt", str(micro_run), "--clips", "2", "--expand", "--prediction-clips", "0", "--descriptive",
+          "2", "--steps", "1", "--quiet", "--out", str(tmp_path / "d.json")])
+    result = json.loads((tmp_path / "d.json").read_text())
+    assert result["settings"]["expand"] is True and result["descriptive"]["clips"] == 2
+    assert len(asked) == 4 and all(" starts " in p for p in asked)  # "0", "1", "a and b" x 2, each expanded
+    assert {"start", "direction", "bounce", "all_three", "alignment"} <= set(result["descriptive"]["generated"])
+    assert "Descriptive prompts, 2 one-digit clips" in capsys.readouterr().out
