@@ -32,10 +32,10 @@ eval: $(STAMP)  ## evaluate the make train model (digits, physics, 10 -> 10 pred
 	$(PYTHON) -m minisora eval --ckpt $(RUN)/ckpt.pt --out $(RUN)/eval.json $(EVAL_FLAGS)
 
 test: $(STAMP)  ## all tests: unit tests, then strict nbval over every notebook
-	$(PYTHON) -m pytest tests/ && $(PYTHON) -m pytest $(NBVAL) notebooks/
+	MINISORA_REQUIRE_PEERS=1 $(PYTHON) -m pytest tests/ && $(PYTHON) -m pytest $(NBVAL) notebooks/
 
 unit: $(STAMP)  ## unit tests only
-	$(PYTHON) -m pytest tests/
+	MINISORA_REQUIRE_PEERS=1 $(PYTHON) -m pytest tests/
 
 nbval: $(STAMP)  ## strict nbval over every notebook only
 	$(PYTHON) -m pytest $(NBVAL) notebooks/

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m minisora bench packing`` and ``python -m minisora bench train``.
+"""Benchmarks: ``python -m minisora bench packing``, ``bench sizes``, ``bench train`` and ``bench peers``.
 
 Packing: for a realistic mix of sizes (digits at many resolutions and aspect ratios, or clips of
 many sizes and durations), how much of a batch is real tokens when sequences are packed into rows
@@ -7,6 +7,8 @@ versus padded to the longest, and how long a NaViT training step takes either wa
 Train: the speed of a DiT training step (forward, backward, AdamW; bf16 autocast on CUDA) for each
 preset on random latents of a 20-frame 64x64 clip, in steps/s, clips/s and achieved TFLOP/s (from
 ``dit.flops_per_clip``; divide by the chip's peak for the MFU). Data loading and the VAE are left out.
+
+Peers: minisora's DiT against diffusers' LatteTransformer3DModel at equal shapes (``peers.py``; needs diffusers).
 """
 
 from __future__ import annotations
@@ -67,17 +69,19 @@ def utilisation(kind: str, batch: int, budget: int, batches: int, seed: int = 0)
 
 
 def seconds_per_step(step, steps: int, device: str) -> float:
-    """Run ``step()`` once to warm up (and compile), then time ``steps`` more (synchronising a GPU)."""
+    """Run ``step()`` once to warm up (and compile), then time ``steps`` more one by one (synchronising a GPU);
+    the median, which a hiccup of a shared machine does not move."""
     cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     step()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    sync()
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step()
-    if cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def step_time(kind: str, batch: int, budget: int, layout: str, backend: str, steps: int, device: str,
@@ -224,15 +228,18 @@ def format_train(result: dict) -> str:
 class BenchConfig:
     """Every setting of ``python -m minisora bench``, written once."""
 
-    what: str = option(REQUIRED, "which benchmark to run", choices=("packing", "sizes", "train"))
+    what: str = option(REQUIRED, "which benchmark to run", choices=("packing", "sizes", "train", "peers"))
     kind: str = option("images", "images: digits at 16-64 px per side (4x4 patches); videos: clips of 4-20 frames at "
                                  "32-64 px per side ((2, 8, 8) tubelets)", choices=("images", "videos"))
-    batch: int = option(128, "sequences per batch (packing), clips of mixed sizes (sizes) or clips per step (train)")
+    batch: int | None = option(None, "sequences per batch (packing), clips of mixed sizes (sizes) or clips per step "
+                                     "(train, peers); default: 128, and 8 for peers")
     budget: int | None = option(None, "tokens per packed row (default: the longest possible sequence: 256 images, "
                                       "640 videos; sizes: 2560, the longest clip the mix draws for tiny)")
     steps: int = option(5, "timed training steps per configuration (after a warm-up)")
-    presets: tuple[str, ...] = option(("micro", "tiny", "small"), "train: the DiT presets to time; sizes: the first "
-                                      "one", choices=tuple(PRESETS))
+    presets: tuple[str, ...] = option(("micro", "tiny", "small"), "train: the DiT presets to time; sizes and peers: "
+                                      "the first one", choices=tuple(PRESETS))
+    precisions: tuple[str, ...] = option(("fp32", "bf16"), "peers: matmul precisions to time (bf16: autocast)",
+                                         choices=("fp32", "bf16"))
     attention: str = option("full", "train: the attention mode", choices=("full", "factorized"))
     batches: int = option(50, "random batches averaged for the utilisation")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
@@ -241,6 +248,8 @@ class BenchConfig:
     out: str | None = option(None, "also write the results as JSON to this file")
 
     def __post_init__(self):
+        if self.batch is None:
+            self.batch = 8 if self.what == "peers" else 128
         check_positive(self, "batch", "budget", "steps", "batches")
         check_device(self.device)
 
@@ -251,6 +260,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         result = bench_sizes(cfg.presets[0], cfg.batch, cfg.budget or 2560, cfg.steps, cfg.device, cfg.backends,
                              progress=progress)
         print(format_sizes(result))
+    elif cfg.what == "peers":
+        from .peers import bench_peers, format_peers  # diffusers is needed here only
+
+        result = bench_peers(cfg.presets[0], cfg.batch, cfg.steps, cfg.device, cfg.precisions, progress=progress)
+        print(format_peers(result))
     elif cfg.what == "train":
         result = bench_train(cfg.presets, cfg.batch, cfg.steps, cfg.device, cfg.attention, progress=progress)
         print(format_train(result))

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
+
+from evals import run_eval  # scripts/evals.py
 
 GUIDANCE, STEPS_AT = (1.0, 2.0, 4.0, 8.0), 25
 STEPS, GUIDANCE_AT = (10, 25, 50), 4.0
@@ -29,20 +28,13 @@ def main() -> None:
     args = p.parse_args()
     points = [(g, STEPS_AT) for g in GUIDANCE] + [(GUIDANCE_AT, s) for s in STEPS if s != STEPS_AT]
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for guidance, steps in points:
-            out = Path(tmp) / f"g{guidance}_s{steps}.json"
-            command = [sys.executable, "-m", "minisora", "eval", "--ckpt", args.ckpt, "--clips", str(args.clips),
-                       "--prediction-clips", "0", "--guidance", str(guidance), "--steps", str(steps), "--seed",
-                       str(args.seed), "--out", str(out), "--quiet"]
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-            result = json.loads(out.read_text())
-            results.append({"guidance": guidance, "steps": steps, "one_digit": result["one_digit"],
-                            "two_digits": result["two_digits"], "wall_time_s": result["wall_time_s"],
-                            "command": "python -m minisora " + " ".join(command[3:-3] + ["--quiet"])})
-            print(f"guidance {guidance:g}, {steps} steps: one digit right "
-                  f"{result['one_digit']['generated']['alignment']:.0%}, speed error "
-                  f"{result['one_digit']['generated']['median_speed_error_px']:.2f} px/frame", flush=True)
+    for guidance, steps in points:
+        result, command = run_eval(["--ckpt", args.ckpt, "--clips", str(args.clips), "--prediction-clips", "0",
+                                    "--guidance", str(guidance), "--steps", str(steps), "--seed", str(args.seed)])
+        results.append({"guidance": guidance, "steps": steps, "one_digit": result["one_digit"],
+                        "two_digits": result["two_digits"], "wall_time_s": result["wall_time_s"], "command": command})
+        print(f"guidance {guidance:g}, {steps} steps: one digit right {result['one_digit']['generated']['alignment']:.0%}"
+              f", speed error {result['one_digit']['generated']['median_speed_error_px']:.2f} px/frame", flush=True)
     Path(args.out).write_text(json.dumps({"ckpt": args.ckpt, "clips": args.clips, "seed": args.seed,
                                           "points": results}, indent=1))
 

@@ -1,0 +1,78 @@
+"""minisora's DiT beside diffusers' Latte (issue 19): equal shapes, so the comparison cannot drift silently."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+if os.environ.get("MINISORA_REQUIRE_PEERS"):  # make test: diffusers is in requirements.txt, never skip
+    import diffusers  # noqa: F401
+else:  # a user's own environment without the benchmarks' dependencies
+    pytest.importorskip("diffusers")
+
+from minisora.dit import parameter_count  # noqa: E402
+from minisora.peers import build_pair, code_lines  # noqa: E402
+from minisora.sample import latent_shape  # noqa: E402
+
+PARAMETER_TOLERANCE = 0.35  # minisora / Latte within 1 +- this: per-block adaLN and cross-attention in every block
+FLOP_TOLERANCE = 0.10  # matmul work per clip within 10%
+
+
+@pytest.mark.parametrize("preset", ["micro", "tiny"])
+def test_the_two_models_have_equal_shapes_tokens_and_close_size(preset):
+    ours, peer = build_pair(preset)
+    c, latte = ours.config, peer.latte.config
+    assert latte.num_attention_heads == c.heads and latte.num_attention_heads * latte.attention_head_dim == c.dim
+    assert 2 * latte.num_layers == c.depth and latte.patch_size == c.patch[1] == c.patch[2]
+    t, h, w = ours.patch_grid(torch.zeros(1, *latent_shape(c, c.frames, c.size, c.size)))
+    assert latte.video_length == t and peer.latte.pos_embed.height * peer.latte.pos_embed.width == h * w
+    ratio = parameter_count(ours) / parameter_count(peer)
+    assert abs(ratio - 1) <= PARAMETER_TOLERANCE, f"parameters minisora / Latte = {ratio:.2f}"
+    torch.testing.assert_close(peer.text.state_dict(), ours.text.state_dict())  # the same text encoder
+
+
+def test_both_models_map_the_same_inputs_to_the_same_shape_and_work_per_tubelet():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ours, peer = build_pair("micro")
+    z = torch.randn(2, *latent_shape(ours.config, 20, 64, 64))
+    time, ids = torch.rand(2), ours.tokenizer.batch(["3 and 7", "5"])
+    flops = []
+    for model in (ours, peer):
+        with FlopCounterMode(display=False) as counter:
+            out = model(z, time, ids)
+        assert out.shape == z.shape and torch.isfinite(out).all()
+        flops.append(counter.get_total_flops())
+    assert abs(flops[0] / flops[1] - 1) <= FLOP_TOLERANCE
+    with pytest.raises(ValueError, match="one time per clip"):
+        peer(z, torch.rand(2, z.shape[2]), ids)
+
+
+def test_the_peer_trains_every_parameter():
+    from minisora.diffusion import RectifiedFlow
+
+    _, peer = build_pair("micro")
+    z = torch.randn(2, *latent_shape(peer.config, 20, 64, 64))
+    RectifiedFlow().loss(peer, z, peer.tokenizer.batch(["3", "4"])).backward()
+    assert all(p.grad is not None for p in peer.parameters())
+
+
+def test_code_lines_count_the_model_not_torch():
+    ours, peer = build_pair("micro")
+    assert code_lines(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0
+    assert code_lines(ours.text) < code_lines(ours) < code_lines(peer)
+
+
+def test_bench_peers_command_prints_both_models_and_the_ratios(capsys):
+    from minisora.cli import main
+
+    main(["bench", "peers", "--presets", "micro", "--batch", "2", "--steps", "1", "--precisions", "fp32", "--quiet"])
+    out = capsys.readouterr().out
+    assert "| minisora |" in out and "| diffusers Latte |" in out and "| ratio minisora / peer |" in out
+
+
+def test_importing_minisora_does_not_import_diffusers():
+    code = "import sys, minisora, minisora.cli, minisora.bench; assert 'diffusers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
