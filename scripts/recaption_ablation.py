@@ -6,7 +6,11 @@ prompts of real clips.
     python -m minisora train --p-descriptive 0   --out ~/minisora-runs/recap-short --resume
     python -m minisora train --p-descriptive 1   --out ~/minisora-runs/recap-desc --resume
     python -m minisora train --p-descriptive 0.5 --out ~/minisora-runs/recap-mix --resume
-    python scripts/recaption_ablation.py --runs ~/minisora-runs --out docs/recaption.json
+    python scripts/recaption_ablation.py --model short=~/minisora-runs/recap-short/ckpt.pt \
+        --model desc=~/minisora-runs/recap-desc/ckpt.pt --model mix=~/minisora-runs/recap-mix/ckpt.pt
+
+With one ``--model`` (e.g. the shipped ``mix=data/dit_packed.pt``) it measures the last point alone: on a model
+trained on the mix, short prompts with and without expansion, and descriptive prompts.
 
 Each score is one ``python -m minisora eval`` run (its command is kept with its result), on a seed that no
 other figure of the course uses.
@@ -16,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from evals import run_eval  # scripts/evals.py
-
-MODELS = {"short": 0.0, "desc": 1.0, "mix": 0.5}  # run name -> share of descriptive captions in training
+from minisora.sample import load_dit
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default=os.path.expanduser("~/minisora-runs"), help="folder of the recap-* runs")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=CKPT",
+                   help="a model to score (repeat the flag for each), e.g. mix=data/dit_packed.pt")
     p.add_argument("--clips", type=int, default=50, help="clips per prompt kind")
     p.add_argument("--steps", type=int, default=25, help="sampler steps")
     p.add_argument("--seed", type=int, default=11, help="seed of prompts, noise and real clips")
@@ -35,8 +38,8 @@ def main() -> None:
     common = ["--clips", str(args.clips), "--steps", str(args.steps), "--prediction-clips", "0", "--seed",
               str(args.seed)]
     rows = []
-    for name, share in MODELS.items():
-        ckpt = str(Path(args.runs) / f"recap-{name}" / "ckpt.pt")
+    for name, ckpt in (m.split("=", 1) for m in args.model):
+        share = load_dit(ckpt)[1]["p_descriptive"]  # the share of descriptive captions it was trained on
         for expand in (False, True):
             flags = ["--ckpt", ckpt, *common, *(["--expand"] if expand else ["--descriptive", str(args.clips)])]
             result, command = run_eval(flags)
