@@ -218,10 +218,12 @@ def format_table(result: dict) -> str:
                       f"{r['start']:.0%}, first direction {g['direction']:.0%} / {r['direction']:.0%}, first bounce "
                       f"{g['bounce']:.0%} / {r['bounce']:.0%}, all three {g['all_three']:.0%} / {r['all_three']:.0%}"]
     if "permanence" in result:
-        g, r = result["permanence"]["generated"], result["permanence"]["real"]
-        lines += ["", f"Object permanence, {result['permanence']['clips']} crossings (last 3 frames; model / real): "
-                      f"both digits kept {g['kept']:.0%} / {r['kept']:.0%}, in place {g['in_place']:.0%} / "
-                      f"{r['in_place']:.0%}, ink {g['ink_vs_real']:.2f} / 1.00"]
+        p = result["permanence"]
+        lines += ["", f"Object permanence, {p['clips']} clips each (last 3 frames; model / real):"]
+        for name, what in (("crossing", "digits that cross"), ("apart", "digits that stay apart (control)")):
+            g, r = p[name]["generated"], p[name]["real"]
+            lines.append(f"  {what}: both kept {g['kept']:.0%} / {r['kept']:.0%}, in place {g['in_place']:.0%} / "
+                         f"{r['in_place']:.0%}, ink {g['ink_vs_real']:.2f} / 1.00")
     if "prediction" in result:
         p = result["prediction"]
         lines += ["", f"Video prediction 10 -> 10, first {p['clips']} clips of the regenerated standard test set:",

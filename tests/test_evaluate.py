@@ -161,6 +161,8 @@ def test_permanence_passes_real_crossings_and_fails_frozen_or_mirrored_ones():
     real, labels, corners = crossing_clips(12, seed=4)
     gaps = np.abs(corners[:, :, 0] - corners[:, :, 1]).max(-1)  # (N, T)
     assert (gaps[:, 10:-AFTER] < CROSS).any(1).all() and separated(corners[:, -1]).all()
+    _, _, apart = crossing_clips(12, seed=4, crossing=False)
+    assert all(separated(c[10:]).all() for c in apart)
     assert all(a != b for a, b in labels)
     evaluator = load_evaluator()
     truth = permanence_scores(evaluator, real, labels, corners)
@@ -176,8 +178,9 @@ def test_eval_command_measures_permanence(micro_run, tmp_path, capsys):
     main(["eval", "--ckpt", str(micro_run), "--clips", "0", "--prediction-clips", "0", "--permanence", "2",
           "--steps", "1", "--quiet", "--out", str(tmp_path / "p.json")])
     result = json.loads((tmp_path / "p.json").read_text())["permanence"]
-    assert result["clips"] == 2 and set(result["generated"]) == {"kept", "in_place", "ink_vs_real"}
-    assert "Object permanence, 2 crossings" in capsys.readouterr().out
+    assert result["clips"] == 2 and set(result["crossing"]["generated"]) == {"kept", "in_place", "ink_vs_real"}
+    assert set(result["apart"]["real"]) == {"kept", "in_place", "ink_vs_real"}
+    assert "digits that stay apart (control)" in capsys.readouterr().out
 
 
 def test_following_passes_real_clips_and_fails_reversed_mirrored_or_frozen_ones():
