@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from .dit import PRESETS, DiT, flops_per_clip, get_preset, parameter_count
 from .packing import ClipLayout, NaViT, pack, pad_to_longest
 from .sample import latent_shape
 from .sizes import draw_shape, patch_grid
+from .timing import seconds_per_step
 
 SIZES = tuple(range(16, 65, 4))  # image sides in px: 4..16 patches of 4x4
 CLIP_SIZES = tuple(range(32, 65, 8))  # clip sides in px: 4..8 tubelets of 8x8
@@ -66,22 +66,6 @@ def utilisation(kind: str, batch: int, budget: int, batches: int, seed: int = 0)
             packed += pack(tokens, coords, budget).utilisation / batches
             padded += pad_to_longest(tokens, coords).utilisation / batches
     return {"packed": packed, "padded": padded}
-
-
-def seconds_per_step(step, steps: int, device: str) -> float:
-    """Run ``step()`` once to warm up (and compile), then time ``steps`` more one by one (synchronising a GPU);
-    the median, which a hiccup of a shared machine does not move."""
-    cuda = torch.device(device).type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    step()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def step_time(kind: str, batch: int, budget: int, layout: str, backend: str, steps: int, device: str,

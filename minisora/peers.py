@@ -23,15 +23,23 @@ diffusers).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import ast
+import inspect
+import multiprocessing
+import sys
+import textwrap
 
 import torch
 from einops import rearrange
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
-from .dit import DiT, DiTConfig, get_preset
+from .diffusion import RectifiedFlow
+from .dit import DiT, DiTConfig, get_preset, parameter_count
 from .sample import latent_shape
 from .text import TextEncoder, Tokenizer
+from .timing import seconds_per_step
 
 try:
     from diffusers import LatteTransformer3DModel
@@ -100,11 +108,6 @@ def code_lines(model: nn.Module) -> int:
     from minisora or diffusers, and every function or class of those libraries their methods name, recursively
     (base classes such as diffusers' loading machinery are not the model and are left out); docstrings
     and comments left out, one line per statement (``ast.unparse``), so both code styles are counted alike."""
-    import ast
-    import inspect
-    import sys
-    import textwrap
-
     ours = ("minisora", "diffusers")
     todo = {type(m) for m in model.modules()} | {type(m.processor) for m in model.modules() if hasattr(m, "processor")}
     seen, lines = set(), 0
@@ -163,9 +166,6 @@ def training_step(preset: str, which: int, precision: str, batch: int, steps: in
     """The median training step (forward, backward, AdamW) of model ``which`` (0 minisora, 1 the peer) and the peak
     memory it adds; run in a fresh process by ``bench_peers``, so the allocator of one measurement does not hide
     the next one's memory."""
-    from .bench import seconds_per_step
-    from .diffusion import RectifiedFlow
-
     torch.manual_seed(0)
     model = build_pair(preset)[which].to(device)
     z, _, ids = inputs(model.config, model.tokenizer, batch, device)
@@ -190,13 +190,6 @@ def bench_peers(preset: str = "tiny", batch: int = 8, steps: int = 5, device: st
     """Both models of ``build_pair`` on the same latents, times and prompts: parameters, forward FLOPs per clip
     (counted by torch's FlopCounterMode), lines of code, and per precision the median training step and the
     peak memory it adds (each measured in a fresh process)."""
-    import multiprocessing
-
-    from torch.utils.flop_counter import FlopCounterMode
-    from tqdm.auto import tqdm
-
-    from .dit import parameter_count
-
     models = build_pair(preset)
     rows = []
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
