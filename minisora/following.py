@@ -63,12 +63,11 @@ def follows(centres: np.ndarray, motion, height: int, width: int) -> dict:
     step = centres[1] - centres[0]
     angle = math.degrees(math.atan2(-step[0], step[1]))  # as captions.heading: counter-clockwise, up positive
     turn = abs((angle - 45.0 * HEADINGS.index(named) + 180.0) % 360.0 - 180.0) if named else 0.0
-    hits = [(axis, int(side)) for flags in motion.bounces[1:, 0] for axis, side in enumerate(flags) if side]
     reversals = reversals_at(centres, height, width)
-    if hits:  # the first named wall (a corner names two: either counts)
-        t = next(t for t, flags in enumerate(motion.bounces[1:, 0]) if flags.any())
-        first = [(axis, int(side)) for axis, side in enumerate(motion.bounces[1 + t, 0]) if side]
-        bounce = any((axis, side, True) in reversals for axis, side in first)
+    # the first wall the prompt names (as in captions.wall_hits, a bounce at frame 0 is not named)
+    hit = next((flags for flags in motion.bounces[1:, 0] if flags.any()), None)
+    if hit is not None:  # a corner names two walls: either counts
+        bounce = any((axis, int(side), True) in reversals for axis, side in enumerate(hit) if side)
     else:
         bounce = not reversals
     return {"start": region(*centres[0], height, width) == start, "direction": turn <= MAX_TURN, "bounce": bounce}

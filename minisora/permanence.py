@@ -72,10 +72,11 @@ def permanence_scores(evaluator, videos, labels: np.ndarray, corners: np.ndarray
     return {"kept": float(np.mean(kept)), "in_place": float(np.mean(placed)), "ink_vs_real": float(ink)}
 
 
-def permanence_table(model, codec, objective, evaluator, num_clips: int, guidance: float, steps: int, seed: int,
-                     **_) -> dict:
+def permanence_table(model, codec, objective, evaluator, num_clips: int, guidance: float, steps: int, batch: int,
+                     seed: int, progress: bool) -> dict:
     """Crossings made by the model from the first ``GIVEN`` frames and the caption, beside the real ones, and the
-    same for clips whose digits stay apart (the control)."""
+    same for clips whose digits stay apart (the control). (``batch`` and ``progress`` are unused: each kind is one
+    batch.)"""
     result = {"clips": num_clips}
     for name, crossing in (("crossing", True), ("apart", False)):
         real, labels, corners = crossing_clips(num_clips, seed, crossing=crossing)
