@@ -22,7 +22,7 @@ RUN         ?= runs/tiny
 # the train defaults are the recipe of docs/recipe.md; add flags, e.g. make train TRAIN_FLAGS="--steps 5000"
 TRAIN_FLAGS ?=
 
-train: $(STAMP)  ## train the tiny text-to-video DiT on CPU (14-18 min; interrupted runs resume) into runs/tiny/
+train: $(STAMP)  ## train the tiny text-to-video DiT on CPU (14-19 min; interrupted runs resume) into runs/tiny/
 	$(PYTHON) -m minisora train --out $(RUN) --resume $(TRAIN_FLAGS)
 	$(PYTHON) -m minisora sample --ckpt $(RUN)/ckpt.pt --prompt 0 1 2 3 4 5 6 7 8 9 --out $(RUN)/sample.gif
 
