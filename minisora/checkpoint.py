@@ -72,14 +72,16 @@ def load_checkpoint(path: str | Path, map_location="cpu", kind: str = "minisora"
 
 def load_model(path: str | Path, model_class: type[nn.Module], config_class: type | None = None,
                device: str | torch.device = "cpu", weights: str = "model", keys: tuple[str, ...] = (),
-               kind: str | None = None):
+               kind: str | None = None, choose=None):
     """Any minisora model from a checkpoint ``{"config": ..., weights: state dict, *keys}``: built from its
     config (``config_class(**config)``, or ``model_class(**config)`` without one), loaded and in eval mode.
     Returns (model, checkpoint). A file of another kind or version is refused with one line saying why:
     its config must have exactly the fields the config (or model) takes, and its weights must fit.
-    ``kind`` names the model in errors (default: the class name)."""
+    ``kind`` names the model in errors (default: the class name); ``choose(checkpoint)``, if given, picks the
+    class from what the file says it holds (several networks share one config)."""
     kind = kind or model_class.__name__
     ckpt = load_checkpoint(path, map_location=device, kind=kind, keys=("config", weights, *keys), optional=None)
+    model_class = choose(ckpt) if choose else model_class
     make = config_class or model_class
     takes = inspect.signature(make).parameters
     config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}

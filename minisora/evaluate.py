@@ -157,6 +157,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     ckpt, clips, prediction_clips, seed, device = cfg.ckpt, cfg.clips, cfg.prediction_clips, cfg.seed, cfg.device
     started = time.perf_counter()
     model, train = load_dit(ckpt, device)
+    given_frames = {k: getattr(cfg, k) for k in ("prediction_clips", "capabilities", "permanence", "sizes")}
+    if train.get("arch", "minisora") != "minisora" and any(given_frames.values()):
+        raise ValueError(f"{ckpt} holds a {train['arch']} model, which takes one time per clip at one size: it has no "
+                         f"given frames or other sizes to measure; pass 0 for {given_frames}")
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...

@@ -17,17 +17,20 @@ layer), heads, tubelets, text encoder and token count. What still differs is eac
 cross-attention in every block and a per-block adaLN projection; Latte has adaLN-single (one projection shared
 by all blocks) and cross-attention in spatial blocks only.
 
-Only ``python -m minisora bench peers`` and its test import this module (``import minisora`` does not import
-diffusers).
+Only ``python -m minisora bench peers``, ``train --arch latte`` (the peer trained by minisora's own trainer, for
+quality at equal compute: scripts/peers_quality.py) and their tests import this module (``import minisora`` does
+not import diffusers).
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import math
 import multiprocessing
 import sys
 import textwrap
+from dataclasses import replace
 
 import torch
 from einops import rearrange
@@ -36,8 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from .diffusion import RectifiedFlow
-from .dit import DiT, DiTConfig, get_preset, parameter_count
-from .sample import latent_shape
+from .dit import DiT, DiTConfig, get_preset, parameter_count, tokens_per_clip
 from .text import TextEncoder, Tokenizer
 from .timing import seconds_per_step
 
@@ -65,15 +67,15 @@ class LattePeer(nn.Module):
         pt, ph, pw = config.patch
         if ph != pw:
             raise ValueError(f"Latte's patches are square, got patch {config.patch}")
-        _, t, h, _ = latent_shape(config, config.frames, config.size, config.size)
+        t, h, _ = tokens_per_clip(config)  # the patch grid: frames of tubelets, patches per side
         self.tokenizer = Tokenizer(config.max_words)
         self.text = TextEncoder(len(self.tokenizer), config.text_dim, config.text_depth, max_len=config.max_words)
         self.latte = LatteTransformer3DModel(
             num_attention_heads=config.heads, attention_head_dim=config.dim // config.heads,
             in_channels=config.in_channels * pt, out_channels=config.in_channels * pt, num_layers=config.depth // 2,
-            cross_attention_dim=config.dim, attention_bias=True, sample_size=h, patch_size=ph,
+            cross_attention_dim=config.dim, attention_bias=True, sample_size=h * ph, patch_size=ph,
             activation_fn="gelu-approximate", norm_type="ada_norm_single", norm_elementwise_affine=False,
-            norm_eps=1e-6, caption_channels=config.text_dim, video_length=t // pt)
+            norm_eps=1e-6, caption_channels=config.text_dim, video_length=t)
 
     def null_ids(self, batch: int) -> torch.Tensor:
         return self.tokenizer.null(batch)
@@ -157,9 +159,45 @@ def reset_peak(device: str) -> float | None:
 def inputs(config: DiTConfig, tokenizer: Tokenizer, batch: int, device: str):
     """The latents, times and prompts both models get (seeded)."""
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(batch, *latent_shape(config, config.frames, config.size, config.size), generator=g)
+    latent = [n * p for n, p in zip(tokens_per_clip(config), config.patch)]  # (T', H', W')
+    z = torch.randn(batch, config.in_channels, *latent, generator=g)
     prompts = (["3 and 7", "a 3 starts at the top left and moves down and right."] * batch)[:batch]
     return z.to(device), torch.rand(batch, generator=g).to(device), tokenizer.batch(prompts).to(device)
+
+
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, **kwargs) -> int:
+    """FLOPs of a convolution's backward: each gradient asked for (input, weight) costs what the forward does,
+    2 x (output elements of a conv, input elements of a transposed one) x (weights each of them meets, w[1:]).
+    Torch 2.14's FlopCounterMode counts the weight gradient of a grouped convolution as if it were dense, which
+    makes minisora's depthwise 3x3x3 conv (128 groups) 128 times too dear; this formula counts groups."""
+    forward = 2 * math.prod(x_shape if transposed else grad_out_shape) * math.prod(w_shape[1:])
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FlopCounterMode (matmuls, convolutions, attention) with grouped convolutions' backward fixed."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops})
+
+
+def counted_step_flops(model: nn.Module, batch: int, p_image: float) -> float:
+    """Expected FLOPs of one training step, the loss's forward and backward, counted by torch's FlopCounterMode on
+    the bench's latents and prompts (``inputs``): a share ``1 - p_image`` of steps trains ``batch`` clips, the
+    rest as many stills as the clips' frames of tubelets (a still is one frame of tubelets), as the trainer does.
+    One counter for both models, so their training budgets compare."""
+
+    def count(n: int, frames: int) -> float:
+        z, time, ids = inputs(replace(model.config, frames=frames), model.tokenizer, n, "cpu")
+        with flop_counter() as counter:
+            RectifiedFlow().loss(model, z, ids, t=time).backward()
+        model.zero_grad(set_to_none=True)
+        return counter.get_total_flops()
+
+    clip = count(batch, model.config.frames)
+    if not p_image:
+        return clip
+    stills = batch * tokens_per_clip(model.config)[0]
+    return (1 - p_image) * clip + p_image * count(stills, model.config.tubelet_frames)
 
 
 def training_step(preset: str, which: int, precision: str, batch: int, steps: int, device: str) -> dict:
@@ -195,7 +233,7 @@ def bench_peers(preset: str = "tiny", batch: int = 8, steps: int = 5, device: st
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for which, (name, model) in enumerate(tqdm(list(zip(("minisora", "diffusers Latte"), models)),
                                                    desc="bench peers", disable=not progress)):
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            with torch.no_grad(), flop_counter() as counter:
                 model(*inputs(model.config, model.tokenizer, batch, "cpu"))
             row = {"model": name, "parameters": parameter_count(model), "code_lines": code_lines(model),
                    "gflop_per_clip": round(counter.get_total_flops() / batch / 1e9, 3)}

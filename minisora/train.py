@@ -38,7 +38,7 @@ from .geometry import DIGIT
 from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
-from .sample import VideoCodec, generate, load_dit, objective_of
+from .sample import VideoCodec, denoiser_class, generate, load_dit, objective_of
 from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
 from .viz import save_gif
 
@@ -51,6 +51,10 @@ class TrainConfig:
     The defaults are the recipe the probes of docs/recipe.md found best per FLOP on a CPU (``make train``)."""
 
     preset: str = option("tiny", "model size (see dit.PRESETS)", choices=tuple(PRESETS))
+    arch: str = option("minisora", "the network: minisora's DiT, or diffusers' Latte at the same width, depth, heads "
+                                   "and tubelets (peers.LattePeer; needs diffusers), trained the same way for an "
+                                   "equal-compute comparison; latte takes --no-conv --no-rope and no given frames "
+                                   "(--p-known 0), mixed sizes or REPA", choices=("minisora", "latte"))
     attention: str = option("factorized", "full: joint spacetime attention; factorized: blocks alternate spatial and "
                                     "temporal attention", choices=("full", "factorized"))
     dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
@@ -144,6 +148,12 @@ class TrainConfig:
             raise ValueError(f"classes must be digits 0-9, got {self.classes}")
         check_device(self.device)
         self.model_config()  # the model must be buildable: e.g. the canvas must be whole tubelets
+        latte_lacks = dict(attention=self.attention != "factorized", conv=self.conv, rope=self.rope, skips=self.skips,
+                           p_known=self.p_known > 0, sizes=self.sizes != "fixed", repa=self.repa > 0)
+        if self.arch == "latte" and any(latte_lacks.values()):
+            raise ValueError(f"arch latte is factorized, with one time per clip, at the preset's size, without conv, "
+                             f"rope, skips or REPA; these settings ask for more: "
+                             f"{ {k: getattr(self, k) for k, v in latte_lacks.items() if v} }")
 
 
 @dataclass
@@ -259,7 +269,7 @@ class Trainee:
 def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     """The model (seeded; weights from ``cfg.init`` if given), its EMA, optimiser, schedule and REPA's parts."""
     torch.manual_seed(cfg.seed)
-    model = DiT(cfg.model_config()).to(device)
+    model = denoiser_class(cfg.arch)(cfg.model_config()).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         if start.config != model.config:
@@ -494,7 +504,11 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
     speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
     clips_s = sorted(speeds)[len(speeds) // 2]
-    flops = flops_per_clip(model.config)
+    if cfg.arch == "latte":  # no formula for diffusers' model: torch's FlopCounterMode, on one clip
+        from .peers import counted_step_flops
+        flops = counted_step_flops(model, batch=1, p_image=0.0)
+    else:
+        flops = flops_per_clip(model.config)
     steps = [0] + [r["step"] for r in log]
     train_time = sum((b - a) / r["steps_per_s"] for a, b, r in zip(steps, steps[1:], log))  # all segments of a resumed run
     return {**run.manifest(), "settings": asdict(cfg), "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),

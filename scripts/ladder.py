@@ -44,19 +44,31 @@ def attention_entropy(model, z, time, ids) -> list[float]:
     return found
 
 
-@torch.no_grad()
-def diagnose(model, codec, objective, clips: int = 16, seed: int = 0) -> dict:
+def noised_test_clips(codec, clips: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents of real one-digit test clips (B, C, T, H, W) and seeded noise like them."""
     videos, _ = real_clips(clips, 1, seed)
-    z = codec.encode(videos[:, None])  # (B, C, T, H, W)
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(z.shape, generator=g)
-    null = model.null_ids(clips)
-    out = {"x0_explained": {}}
+    z = codec.encode(videos[:, None])
+    return z, torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def x0_explained(model, codec, objective, clips: int = 16, seed: int = 0) -> dict:
+    """1 - |x0_hat - x0|^2 / |x0 - mean x0|^2 at t = 0.5 / 0.7 / 0.8 / 0.9 (null prompt), any denoiser."""
+    z, noise = noised_test_clips(codec, clips, seed)
+    null, out = model.null_ids(clips), {}
     for t in (0.5, 0.7, 0.8, 0.9):
         tt = torch.full((clips,), t)
         x_t = objective.q_sample(z, tt, noise)
         x0 = x_t - t * model(x_t, objective.time(tt), null)
-        out["x0_explained"][t] = round(float(1 - ((x0 - z) ** 2).sum() / ((z - z.mean()) ** 2).sum()), 3)
+        out[t] = round(float(1 - ((x0 - z) ** 2).sum() / ((z - z.mean()) ** 2).sum()), 3)
+    return out
+
+
+@torch.no_grad()
+def diagnose(model, codec, objective, clips: int = 16, seed: int = 0) -> dict:
+    out = {"x0_explained": x0_explained(model, codec, objective, clips, seed)}
+    z, noise = noised_test_clips(codec, clips, seed)
+    null = model.null_ids(clips)
     tt = torch.full((clips,), 0.7)
     x_t = objective.q_sample(z, tt, noise)
     out["attention_entropy"] = [round(e, 3) for e in attention_entropy(model, x_t, objective.time(tt), null)]
