@@ -166,8 +166,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "expand", "descriptive", "permanence", "guidance", "steps",
                 "prediction_steps", "prediction_samples", "seed", "shift")
+    unused = {"capability_parts"} if not cfg.capabilities else set()
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
-                                                     if getattr(cfg, k) is not None}}
+                                                     if getattr(cfg, k) is not None and k not in unused}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
     if clips:
         result.update(standard_table(model, codec, objective, evaluator, clips, args, cfg.expand))

@@ -23,7 +23,7 @@ from .captions import HEADINGS, heading, region
 from .data import MovingMNIST
 from .evaluator import clip_scores
 from .geometry import DIGIT
-from .physics import MIN_STEP, WALL_TOLERANCE, track
+from .physics import WALL_TOLERANCE, component_reversals, track, wall_gaps
 from .sample import generate
 
 MAX_TURN = 45.0  # degrees between the first steps and the named heading
@@ -41,17 +41,12 @@ def reversals_at(centres: np.ndarray, height: int, width: int) -> list[tuple[int
     """Each reversal of a velocity component of one track (T, 2): (axis, side of the wall it turned from: the
     sign of the step before, touching that wall?)."""
     d = np.diff(centres, axis=0)  # (T-1, 2)
-    low = (DIGIT - 1) / 2
-    high = np.array([height, width], dtype=np.float64) - 1 - low
+    to_low, to_high = wall_gaps(centres, height, width)  # (T, 2) each
     found = []
-    for j in range(2):
-        moves = np.flatnonzero(np.abs(d[:, j]) >= MIN_STEP)
-        for i, i_next in zip(moves[:-1], moves[1:]):
-            if d[i, j] * d[i_next, j] < 0:
-                side = int(np.sign(d[i, j]))  # moving towards +1 (bottom/right) or -1 (top/left) before
-                c = centres[i + 1:i_next + 1, j]
-                touching = (high[j] - c <= WALL_TOLERANCE).any() if side > 0 else (c - low <= WALL_TOLERANCE).any()
-                found.append((j, side, bool(touching)))
+    for j, i, i_next in component_reversals(d):
+        side = int(np.sign(d[i, j]))  # moving towards +1 (bottom/right) or -1 (top/left) before
+        gap = (to_high if side > 0 else to_low)[i + 1:i_next + 1, j]
+        found.append((j, side, bool((gap <= WALL_TOLERANCE).any())))
     return found
 
 

@@ -92,26 +92,42 @@ class ClipPhysics:
         return abs(self.speed - SPEED)
 
 
+def wall_gaps(centres: np.ndarray, height: int, width: int, digit: int = DIGIT) -> tuple[np.ndarray, np.ndarray]:
+    """How far a digit's box (centred at ``centres`` (..., 2), (y, x)) is from the top/left and from the
+    bottom/right walls, px: the box [c - 13.5, c + 13.5] touches a wall when its gap is 0."""
+    low = (digit - 1) / 2
+    high = np.array([height, width], dtype=np.float64) - 1 - low
+    return centres - low, high - centres
+
+
+def component_reversals(d: np.ndarray, counted: np.ndarray | bool = True):
+    """Where one digit's velocity components reverse: for its steps d (T-1, 2), each (axis j, i, i_next) where
+    consecutive steps that moved (|d_j| >= MIN_STEP, and ``counted`` (T-1,)) have opposite signs: the component
+    reversed in frames i+1 .. i_next (a pause at a wall between them is skipped)."""
+    for j in range(2):
+        moves = np.flatnonzero((np.abs(d[:, j]) >= MIN_STEP) & counted)
+        for i, i_next in zip(moves[:-1], moves[1:]):
+            if d[i, j] * d[i_next, j] < 0:
+                yield j, i, i_next
+
+
 def probe_track(centres: np.ndarray, height: int, width: int, digit: int = DIGIT) -> ClipPhysics:
     """The physics of one track (T, K, 2) on a height x width canvas."""
     if centres.ndim != 3 or centres.shape[-1] != 2 or len(centres) < 3:
         raise ValueError(f"expected centres (T >= 3, K, 2), got {centres.shape}")
     d = centres[1:] - centres[:-1]  # (T-1, K, 2) steps d_t
     length = np.linalg.norm(d, axis=-1)  # (T-1, K)
-    low = (digit - 1) / 2  # the box [c - 13.5, c + 13.5] touches a wall when c is this close to it
-    high = np.array([height, width], dtype=np.float64) - 1 - low
-    touching = (centres - low <= WALL_TOLERANCE) | (high - centres <= WALL_TOLERANCE)  # (T, K, 2)
+    to_low, to_high = wall_gaps(centres, height, width, digit)
+    touching = (to_low <= WALL_TOLERANCE) | (to_high <= WALL_TOLERANCE)  # (T, K, 2)
     apart = separated(centres, digit)  # (T, K): boxes do not overlap
     free = ~touching.any(-1) & apart  # (T, K): frames away from every wall and every other digit
     free_step = free[1:] & free[:-1]  # (T-1, K): steps the renderer did not clamp
     speed = float(length[free_step].mean()) if free_step.any() else float(length.mean())
     reversals = at_wall = 0
-    for k, j in np.ndindex(d.shape[1], 2):  # each digit, each component (y, x)
-        moves = np.flatnonzero((np.abs(d[:, k, j]) >= MIN_STEP) & apart[1:, k] & apart[:-1, k])
-        for i, i_next in zip(moves[:-1], moves[1:]):  # consecutive steps that moved (a pause at a wall is skipped)
-            if d[i, k, j] * d[i_next, k, j] < 0:  # the component reversed in frames i+1 .. i_next
-                reversals += 1
-                at_wall += touching[i + 1:i_next + 1, k, j].any()
+    for k in range(d.shape[1]):  # each digit, its steps while apart from the others
+        for j, i, i_next in component_reversals(d[:, k], apart[1:, k] & apart[:-1, k]):
+            reversals += 1
+            at_wall += touching[i + 1:i_next + 1, k, j].any()
     a, b = d[:-1], d[1:]  # consecutive steps (T-2, K, 2); they meet at frame t+1
     pairs = free_step[:-1] & free_step[1:]  # (T-2, K): pairs of steps between bounces
     moving = (length[:-1] >= MIN_STEP) & (length[1:] >= MIN_STEP)

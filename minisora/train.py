@@ -148,6 +148,7 @@ class TrainConfig:
             raise ValueError(f"classes must be digits 0-9, got {self.classes}")
         check_device(self.device)
         self.model_config()  # the model must be buildable: e.g. the canvas must be whole tubelets
+        denoiser_class(self.arch)  # an unknown arch, or latte without diffusers, is refused here
         latte_lacks = dict(attention=self.attention != "factorized", conv=self.conv, rope=self.rope, skips=self.skips,
                            p_known=self.p_known > 0, sizes=self.sizes != "fixed", repa=self.repa > 0)
         if self.arch == "latte" and any(latte_lacks.values()):

@@ -76,3 +76,57 @@ def test_bench_peers_command_prints_both_models_and_the_ratios(capsys):
 def test_importing_minisora_does_not_import_diffusers():
     code = "import sys, minisora, minisora.cli, minisora.bench; assert 'diffusers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_flops_of_a_grouped_convolution_backward_count_its_groups():
+    from minisora.peers import flop_counter
+
+    x = torch.randn(2, 8, 4, 5, 5, requires_grad=True)
+    for groups in (1, 8):  # dense, depthwise
+        conv = torch.nn.Conv3d(8, 8, 3, padding=1, groups=groups)
+        with flop_counter() as forward:
+            conv(x.detach())
+        with flop_counter() as step:
+            conv(x).sum().backward()
+        assert forward.get_total_flops() == 2 * 2 * 4 * 5 * 5 * 8 * (8 // groups) * 27
+        assert step.get_total_flops() == 3 * forward.get_total_flops()  # forward, input grad, weight grad
+
+
+def test_counted_step_flops_compare_the_two_models_alike():
+    from minisora.peers import counted_step_flops
+
+    ours, peer = build_pair("micro")
+    clips = [counted_step_flops(m, batch=2, p_image=0.0) for m in (ours, peer)]
+    assert abs(clips[0] / clips[1] - 1) <= FLOP_TOLERANCE
+    stills = counted_step_flops(ours, batch=2, p_image=1.0)  # 2 x (frames of tubelets) stills of one frame of tubelets
+    assert stills != clips[0] and counted_step_flops(ours, batch=2, p_image=0.5) == pytest.approx((clips[0] + stills) / 2)
+
+
+def test_train_arch_latte_trains_exports_loads_and_samples_through_minisora(tmp_path, capsys):
+    from minisora.cli import main
+    from minisora.peers import LattePeer
+    from minisora.sample import VideoCodec, generate, load_dit
+
+    run = tmp_path / "run"
+    main(["train", "--preset", "micro", "--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0", "--steps", "4",
+          "--batch-size", "2", "--out", str(run), "--sample-every", "0", "--quiet", "--stop-at", "2"])
+    main(["train", "--preset", "micro", "--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0", "--steps", "4",
+          "--batch-size", "2", "--out", str(run), "--sample-every", "0", "--quiet", "--resume"])
+    model, train = load_dit(run / "ckpt.pt")
+    assert isinstance(model, LattePeer) and train["arch"] == "latte"
+    video = generate(model, VideoCodec(model.config.vae), ["3"], train["objective"], steps=2)
+    assert video.shape == (1, 1, model.config.frames, model.config.size, model.config.size)
+    with pytest.raises(SystemExit):
+        main(["eval", "--ckpt", str(run / "ckpt.pt"), "--clips", "2", "--prediction-clips", "2", "--quiet"])
+    assert "holds a latte model, which takes one time per clip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [dict(conv=True), dict(rope=True), dict(p_known=0.25), dict(sizes="mixed"),
+                                 dict(attention="full")])
+def test_settings_latte_does_not_have_are_refused(bad):
+    from minisora.train import TrainConfig
+
+    fine = dict(arch="latte", conv=False, rope=False, p_known=0.0)
+    TrainConfig(**fine)
+    with pytest.raises(ValueError, match=f"arch latte .* ask for more: {{'{next(iter(bad))}'"):
+        TrainConfig(**{**fine, **bad, **({"p_image": 0.0} if bad.get("sizes") else {})})

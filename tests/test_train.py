@@ -202,7 +202,8 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
                                           (dict(classes=(3, 12)), "classes must be digits 0-9"),
                                           (dict(clips=0), "clips must be a whole number >= 1"),
                                           (dict(repa=-1.0), "repa must be a finite number >= 0"),
-                                          (dict(repa=float("nan")), "repa must be a finite number >= 0")])
+                                          (dict(repa=float("nan")), "repa must be a finite number >= 0"),
+                                          (dict(arch="unet"), "unknown arch 'unet'")])
 def test_bad_settings_are_refused_where_they_enter(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(QUICK, **bad)
