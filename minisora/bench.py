@@ -8,7 +8,8 @@ Train: the speed of a DiT training step (forward, backward, AdamW; bf16 autocast
 preset on random latents of a 20-frame 64x64 clip, in steps/s, clips/s and achieved TFLOP/s (from
 ``dit.flops_per_clip``; divide by the chip's peak for the MFU). Data loading and the VAE are left out.
 
-Peers: minisora's DiT against diffusers' LatteTransformer3DModel at equal shapes (``peers.py``; needs diffusers).
+Peers: minisora's DiT against diffusers' Latte and Wan video transformers at equal shapes (``peers.py``; needs
+diffusers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .config import REQUIRED, check_device, check_positive, option
 from .diffusion import RectifiedFlow
 from .dit import PRESETS, DiT, flops_per_clip, get_preset, parameter_count
 from .packing import ClipLayout, NaViT, pack, pad_to_longest
-from .sample import latent_shape
+from .sample import PEER_NAMES, latent_shape
 from .sizes import draw_shape, patch_grid
 from .timing import seconds_per_step
 
@@ -224,6 +225,8 @@ class BenchConfig:
                                       "the first one", choices=tuple(PRESETS))
     precisions: tuple[str, ...] = option(("fp32", "bf16"), "peers: matmul precisions to time (bf16: autocast)",
                                          choices=("fp32", "bf16"))
+    peers: tuple[str, ...] = option(PEER_NAMES, "peers: the diffusers models to set beside minisora's (Latte: "
+                                                "factorized attention; Wan: full attention with RoPE)", choices=PEER_NAMES)
     attention: str = option("full", "train: the attention mode", choices=("full", "factorized"))
     batches: int = option(50, "random batches averaged for the utilisation")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
@@ -247,7 +250,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     elif cfg.what == "peers":
         from .peers import bench_peers, format_peers  # diffusers is needed here only
 
-        result = bench_peers(cfg.presets[0], cfg.batch, cfg.steps, cfg.device, cfg.precisions, progress=progress)
+        result = bench_peers(cfg.presets[0], cfg.batch, cfg.steps, cfg.device, cfg.precisions, cfg.peers,
+                             progress=progress)
         print(format_peers(result))
     elif cfg.what == "train":
         result = bench_train(cfg.presets, cfg.batch, cfg.steps, cfg.device, cfg.attention, progress=progress)

@@ -1,23 +1,25 @@
-"""minisora's DiT beside what a learner would pick instead: diffusers' ``LatteTransformer3DModel``.
+"""minisora's DiT beside what a learner would pick instead: diffusers' video transformers, Latte and Wan.
 
-Latte (Ma et al. 2024, arXiv 2401.03048) is a factorized spacetime DiT, like minisora's ``attention="factorized"``:
-blocks alternate spatial self-attention (with cross-attention to the text) within each frame and temporal
-self-attention at each position. diffusers builds it from PixArt-alpha's parts (adaLN-single, a caption
-projection, learned-free sin-cos positions). ``LattePeer`` wraps it so that it takes minisora's inputs and
-plugs into its sampler, bench and eval:
+Two designs, each wrapped (``Peer``) so that it takes minisora's inputs and plugs into its trainer, sampler, bench
+and eval, and each set against the minisora DiT that has the same shape (``equal_configs``):
 
-    tubelets  Latte patches each latent frame (p x p); minisora's (pt, p, p) tubelets are matched by folding pt
-              latent frames into channels, (B, C, T, H, W) -> (B, C pt, T / pt, H, W): the same tokens, each
-              holding the same values
-    text      minisora's own text encoder (the same module as the DiT's); Latte projects its tokens
-    time      Latte takes one timestep per clip: rectified-flow time t in [0, 1] goes in as 1000 t
+    LattePeer  ``LatteTransformer3DModel`` (Latte, Ma et al. 2024, arXiv 2401.03048): factorized spacetime
+               attention, like minisora's ``attention="factorized"``: blocks alternate spatial self-attention (with
+               cross-attention to the text) within each frame and temporal self-attention at each position, built
+               from PixArt-alpha's parts (adaLN-single, a caption projection, sin-cos positions). Depth: a spatial
+               + temporal pair is one Latte layer. Latte patches each latent frame (p x p); minisora's (pt, p, p)
+               tubelets are matched by folding pt latent frames into channels, (B, C, T, H, W) ->
+               (B, C pt, T / pt, H, W): the same tokens, each holding the same values.
+    WanPeer    ``WanTransformer3DModel`` (Wan 2.1, Wan Team 2025, arXiv 2503.20314): full spacetime attention with
+               3D RoPE and QK-norm, cross-attention in every block, adaLN from one shared time projection plus a
+               learned table per block, like minisora's ``attention="full", rope=True``; it takes (pt, p, p)
+               tubelets itself. Wan's pipeline pads prompts with zero vectors and passes no mask; so does the peer.
 
-``equal_configs`` gives the two models the same width, depth (Latte counts a spatial + temporal pair as one
-layer), heads, tubelets, text encoder and token count. What still differs is each design's own: minisora has
-cross-attention in every block and a per-block adaLN projection; Latte has adaLN-single (one projection shared
-by all blocks) and cross-attention in spatial blocks only.
+Both use minisora's own text encoder (the same module as the DiT's) and take one time per clip: rectified-flow
+time t in [0, 1] goes in as 1000 t, so they train and sample text-to-video but not with given frames. What still
+differs is each design's own, which is what the comparison measures.
 
-Only ``python -m minisora bench peers``, ``train --arch latte`` (the peer trained by minisora's own trainer, for
+Only ``python -m minisora bench peers``, ``train --arch latte|wan`` (a peer trained by minisora's own trainer, for
 quality at equal compute: scripts/peers_quality.py) and their tests import this module (``import minisora`` does
 not import diffusers).
 """
@@ -35,7 +37,7 @@ from dataclasses import replace
 import torch
 from einops import rearrange
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm.auto import tqdm
 
 from .diffusion import RectifiedFlow
@@ -44,32 +46,46 @@ from .text import TextEncoder, Tokenizer
 from .timing import seconds_per_step
 
 try:
-    from diffusers import LatteTransformer3DModel
+    from diffusers import LatteTransformer3DModel, WanTransformer3DModel
 except ImportError as e:  # a user's own environment without the benchmarks' dependencies
     raise ImportError("minisora.peers needs diffusers (pip install -r requirements.txt)") from e
 
 
-def equal_configs(preset: str = "tiny") -> DiTConfig:
-    """The DiT config both models are built from: the preset, factorized attention, sin-cos positions and no
-    convolution (Latte has neither RoPE nor the local conv)."""
-    config = get_preset(preset, attention="factorized", rope=False, conv=False, skips=False)
-    if config.depth % 2:
-        raise ValueError(f"Latte pairs a spatial and a temporal block per layer: depth must be even, got {config.depth}")
-    return config
+class Peer(nn.Module):
+    """model(z_t (B, C, T, H, W), time (B,), ids (B, L)) -> prediction (B, C, T, H, W), like ``dit.DiT``: minisora's
+    tokenizer and text encoder in front of a diffusers transformer. ``requires``: the settings under which minisora's
+    DiT has the peer's shape, and which a run that trains the peer must have (``train --arch`` checks them)."""
 
-
-class LattePeer(nn.Module):
-    """model(z_t (B, C, T, H, W), time (B,), ids (B, L)) -> prediction (B, C, T, H, W), like ``dit.DiT``."""
+    requires = dict(conv=False, skips=False, p_known=0.0, sizes="fixed", repa=0.0)  # one time per clip, one size
 
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.config = config
-        pt, ph, pw = config.patch
-        if ph != pw:
-            raise ValueError(f"Latte's patches are square, got patch {config.patch}")
-        t, h, _ = tokens_per_clip(config)  # the patch grid: frames of tubelets, patches per side
         self.tokenizer = Tokenizer(config.max_words)
         self.text = TextEncoder(len(self.tokenizer), config.text_dim, config.text_depth, max_len=config.max_words)
+
+    def null_ids(self, batch: int) -> torch.Tensor:
+        return self.tokenizer.null(batch)
+
+    def encode(self, time: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(1000 t (B,), text tokens (B, L, Dt), word mask (B, L)), or an error for a time per frame."""
+        if time.ndim != 1:
+            raise ValueError(f"{type(self).__name__} takes one time per clip (B,), got {tuple(time.shape)}: no given "
+                             f"frames")
+        text, words, _ = self.text(ids)
+        return time * 1000, text, words
+
+
+class LattePeer(Peer):
+    requires = {**Peer.requires, "attention": "factorized", "rope": False}
+
+    def __init__(self, config: DiTConfig):
+        super().__init__(config)
+        pt, ph, pw = config.patch
+        if ph != pw or config.depth % 2:
+            raise ValueError(f"Latte's patches are square and it pairs a spatial and a temporal block per layer: "
+                             f"got patch {config.patch}, depth {config.depth}")
+        t, h, _ = tokens_per_clip(config)  # the patch grid: frames of tubelets, patches per side
         self.latte = LatteTransformer3DModel(
             num_attention_heads=config.heads, attention_head_dim=config.dim // config.heads,
             in_channels=config.in_channels * pt, out_channels=config.in_channels * pt, num_layers=config.depth // 2,
@@ -77,28 +93,51 @@ class LattePeer(nn.Module):
             activation_fn="gelu-approximate", norm_type="ada_norm_single", norm_elementwise_affine=False,
             norm_eps=1e-6, caption_channels=config.text_dim, video_length=t)
 
-    def null_ids(self, batch: int) -> torch.Tensor:
-        return self.tokenizer.null(batch)
-
     def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        if time.ndim != 1:
-            raise ValueError(f"Latte takes one time per clip (B,), got {tuple(time.shape)}: no given frames")
+        time, text, words = self.encode(time, ids)
         pt = self.config.patch[0]
-        text, words, _ = self.text(ids)  # (B, L, Dt), (B, L)
         x = rearrange(x, "b c (t pt) h w -> b (c pt) t h w", pt=pt)  # a tubelet's frames become channels
         mask = words.to(x.dtype).repeat_interleave(x.shape[2], dim=0)  # (B t, L): Latte's spatial blocks see each
         # frame as a clip, and it repeats the text per frame but not its padding mask
-        out = self.latte(x, timestep=time * 1000, encoder_hidden_states=text, encoder_attention_mask=mask,
+        out = self.latte(x, timestep=time, encoder_hidden_states=text, encoder_attention_mask=mask,
                          return_dict=False)[0]  # (B, C pt, T / pt, H, W)
         return rearrange(out, "b (c pt) t h w -> b c (t pt) h w", pt=pt)
 
 
-def build_pair(preset: str = "tiny") -> tuple[DiT, LattePeer]:
-    """minisora's DiT and the Latte peer at equal shapes, the peer's text encoder a copy of the DiT's."""
-    config = equal_configs(preset)
-    ours, peer = DiT(config), LattePeer(config)
-    peer.text.load_state_dict(ours.text.state_dict())
-    return ours, peer
+class WanPeer(Peer):
+    requires = {**Peer.requires, "attention": "full", "rope": True}
+
+    def __init__(self, config: DiTConfig):
+        super().__init__(config)
+        self.wan = WanTransformer3DModel(
+            patch_size=config.patch, num_attention_heads=config.heads, attention_head_dim=config.dim // config.heads,
+            in_channels=config.in_channels, out_channels=config.in_channels, text_dim=config.text_dim,
+            ffn_dim=round(config.mlp_ratio * config.dim), num_layers=config.depth, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", eps=1e-6)
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        time, text, words = self.encode(time, ids)
+        text = text * words[..., None].to(text.dtype)  # padding as zero vectors, as Wan's pipeline pads
+        return self.wan(x, timestep=time, encoder_hidden_states=text, return_dict=False)[0]
+
+
+PEERS = {"latte": LattePeer, "wan": WanPeer}
+NAMES = {"latte": "diffusers Latte", "wan": "diffusers Wan"}
+
+
+def equal_configs(preset: str = "tiny", peer: str = "latte") -> DiTConfig:
+    """The DiT config minisora's model and the peer are built from: the preset, with the peer's attention and
+    positions and without minisora's local convolution (neither peer has it)."""
+    shape = {k: v for k, v in PEERS[peer].requires.items() if k in ("attention", "rope", "conv", "skips")}
+    return get_preset(preset, **shape)
+
+
+def build_pair(preset: str = "tiny", peer: str = "latte") -> tuple[DiT, Peer]:
+    """minisora's DiT and a peer at equal shapes, the peer's text encoder a copy of the DiT's."""
+    config = equal_configs(preset, peer)
+    ours, other = DiT(config), PEERS[peer](config)
+    other.text.load_state_dict(ours.text.state_dict())
+    return ours, other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,9 +214,24 @@ def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
+def cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    """FLOPs of attention on the CPU, softmax(q k^T) v: torch 2.14's FlopCounterMode counts the GPU kernels of
+    ``scaled_dot_product_attention`` but not the CPU's, which it would count as zero."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def cpu_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
 def flop_counter() -> FlopCounterMode:
-    """torch's FlopCounterMode (matmuls, convolutions, attention) with grouped convolutions' backward fixed."""
-    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops})
+    """torch's FlopCounterMode (matmuls, convolutions, attention), with grouped convolutions' backward and the CPU's
+    attention counted."""
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        aten.convolution_backward: conv_backward_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_attention_backward_flops})
 
 
 def counted_step_flops(model: nn.Module, batch: int, p_image: float) -> float:
@@ -200,12 +254,12 @@ def counted_step_flops(model: nn.Module, batch: int, p_image: float) -> float:
     return (1 - p_image) * clip + p_image * count(stills, model.config.tubelet_frames)
 
 
-def training_step(preset: str, which: int, precision: str, batch: int, steps: int, device: str) -> dict:
-    """The median training step (forward, backward, AdamW) of model ``which`` (0 minisora, 1 the peer) and the peak
-    memory it adds; run in a fresh process by ``bench_peers``, so the allocator of one measurement does not hide
-    the next one's memory."""
+def training_step(preset: str, peer: str, which: int, precision: str, batch: int, steps: int, device: str) -> dict:
+    """The median training step (forward, backward, AdamW) of model ``which`` of ``build_pair(preset, peer)``
+    (0 minisora, 1 the peer) and the peak memory it adds; run in a fresh process by ``bench_peers``, so the
+    allocator of one measurement does not hide the next one's memory."""
     torch.manual_seed(0)
-    model = build_pair(preset)[which].to(device)
+    model = build_pair(preset, peer)[which].to(device)
     z, _, ids = inputs(model.config, model.tokenizer, batch, device)
     opt, objective = torch.optim.AdamW(model.parameters(), lr=1e-4), RectifiedFlow()
 
@@ -223,51 +277,59 @@ def training_step(preset: str, which: int, precision: str, batch: int, steps: in
             "peak_mb": None if base is None else round(peak - base, 1)}
 
 
-def bench_peers(preset: str = "tiny", batch: int = 8, steps: int = 5, device: str = "cpu",
-                precisions=("fp32", "bf16"), progress: bool = True) -> dict:
-    """Both models of ``build_pair`` on the same latents, times and prompts: parameters, forward FLOPs per clip
-    (counted by torch's FlopCounterMode), lines of code, and per precision the median training step and the
-    peak memory it adds (each measured in a fresh process)."""
-    models = build_pair(preset)
-    rows = []
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for which, (name, model) in enumerate(tqdm(list(zip(("minisora", "diffusers Latte"), models)),
-                                                   desc="bench peers", disable=not progress)):
-            with torch.no_grad(), flop_counter() as counter:
-                model(*inputs(model.config, model.tokenizer, batch, "cpu"))
-            row = {"model": name, "parameters": parameter_count(model), "code_lines": code_lines(model),
-                   "gflop_per_clip": round(counter.get_total_flops() / batch / 1e9, 3)}
-            for precision in precisions:
-                row[precision] = pool.apply(training_step, (preset, which, precision, batch, steps, device))
-            rows.append(row)
+def bench_pair(pool, preset: str, peer: str, batch: int, steps: int, device: str, precisions, progress: bool) -> dict:
+    """minisora's DiT and one peer at equal shapes, on the same latents, times and prompts: parameters, forward FLOPs
+    per clip (``flop_counter``), lines of code, and per precision the median training step and the peak memory it
+    adds (each measured in a fresh process of ``pool``); the ratios minisora / peer."""
+    models, rows = build_pair(preset, peer), []
+    for which, (name, model) in enumerate(tqdm(list(zip(("minisora", NAMES[peer]), models)),
+                                               desc=f"bench {peer}", disable=not progress)):
+        with torch.no_grad(), flop_counter() as counter:
+            model(*inputs(model.config, model.tokenizer, batch, "cpu"))
+        row = {"model": name, "parameters": parameter_count(model), "code_lines": code_lines(model),
+               "gflop_per_clip": round(counter.get_total_flops() / batch / 1e9, 3)}
+        for precision in precisions:
+            row[precision] = pool.apply(training_step, (preset, peer, which, precision, batch, steps, device))
+        rows.append(row)
     a, b = rows
     ratios = {"parameters": a["parameters"] / b["parameters"], "code_lines": a["code_lines"] / b["code_lines"],
               "gflop_per_clip": a["gflop_per_clip"] / b["gflop_per_clip"],
               **{f"{p}_step_time": a[p]["step_s"] / b[p]["step_s"] for p in precisions},
               **{f"{p}_peak_memory": a[p]["peak_mb"] / b[p]["peak_mb"] for p in precisions
                  if a[p]["peak_mb"] and b[p]["peak_mb"]}}
-    return {"preset": preset, "device": device, "threads": torch.get_num_threads(), "batch": batch, "steps": steps,
-            "config": {k: getattr(models[0].config, k) for k in ("dim", "depth", "heads", "patch", "attention")},
+    config = models[0].config
+    return {"peer": peer, "config": {k: getattr(config, k) for k in ("dim", "depth", "heads", "patch", "attention",
+                                                                     "rope")},
             "rows": rows, "ratios_minisora_over_peer": {k: round(v, 3) for k, v in ratios.items()}}
 
 
+def bench_peers(preset: str = "tiny", batch: int = 8, steps: int = 5, device: str = "cpu",
+                precisions=("fp32", "bf16"), peers=tuple(PEERS), progress: bool = True) -> dict:
+    """``bench_pair`` for each peer: python -m minisora bench peers."""
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        pairs = [bench_pair(pool, preset, peer, batch, steps, device, precisions, progress) for peer in peers]
+    return {"preset": preset, "device": device, "threads": torch.get_num_threads(), "batch": batch, "steps": steps,
+            "pairs": pairs}
+
+
 def format_peers(result: dict) -> str:
-    """The benchmark as a Markdown table: both models and the ratio minisora / peer."""
-    c, q = result["config"], result["ratios_minisora_over_peer"]
-    precisions = [p for p in ("fp32", "bf16") if p in result["rows"][0]]
+    """The benchmark as a Markdown table: per peer, minisora's model, the peer and the ratio minisora / peer."""
+    precisions = [p for p in ("fp32", "bf16") if p in result["pairs"][0]["rows"][0]]
     mb = lambda v: "n/a" if v is None else f"{v:.0f}"
-    lines = [f"minisora vs diffusers' Latte at equal shapes ({result['preset']}: width {c['dim']}, {c['depth']} blocks, "
-             f"{c['heads']} heads, tubelets {tuple(c['patch'])}), batch {result['batch']} on {result['device']} "
-             f"({result['threads']} threads), median of {result['steps']} training steps", "",
-             "| model | params | lines of code | GFLOP/clip | " + " | ".join(f"{p} step s | {p} peak MB"
-                                                                        for p in precisions) + " |",
-             "|---|---|---|---|" + "---|---|" * len(precisions)]
-    for r in result["rows"]:
-        cells = [f"{r['parameters'] / 1e6:.2f}M", str(r["code_lines"]), f"{r['gflop_per_clip']:.3f}"]
-        cells += [v for p in precisions for v in (f"{r[p]['step_s']:.3f}", mb(r[p]["peak_mb"]))]
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    ratio = lambda k: f"{q[k]:.2f}" if k in q else "n/a"
-    cells = [ratio("parameters"), ratio("code_lines"), ratio("gflop_per_clip")]
-    cells += [v for p in precisions for v in (ratio(f"{p}_step_time"), ratio(f"{p}_peak_memory"))]
-    lines.append("| ratio minisora / peer | " + " | ".join(cells) + " |")
+    lines = [f"minisora vs diffusers' video transformers at equal shapes ({result['preset']}), batch {result['batch']} "
+             f"on {result['device']} ({result['threads']} threads), median of {result['steps']} training steps", "",
+             "| model | attention, positions | params | lines of code | GFLOP/clip | " + " | ".join(
+                 f"{p} step s | {p} peak MB" for p in precisions) + " |",
+             "|---|---|---|---|---|" + "---|---|" * len(precisions)]
+    for pair in result["pairs"]:
+        c, q = pair["config"], pair["ratios_minisora_over_peer"]
+        shape = f"{c['attention']}, {'RoPE' if c['rope'] else 'sin-cos'}"
+        for r in pair["rows"]:
+            cells = [shape, f"{r['parameters'] / 1e6:.2f}M", str(r["code_lines"]), f"{r['gflop_per_clip']:.3f}"]
+            cells += [v for p in precisions for v in (f"{r[p]['step_s']:.3f}", mb(r[p]["peak_mb"]))]
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        ratio = lambda k: f"{q[k]:.2f}" if k in q else "n/a"
+        cells = ["", ratio("parameters"), ratio("code_lines"), ratio("gflop_per_clip")]
+        cells += [v for p in precisions for v in (ratio(f"{p}_step_time"), ratio(f"{p}_peak_memory"))]
+        lines.append(f"| **ratio minisora / {pair['peer']}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)

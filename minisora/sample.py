@@ -75,21 +75,24 @@ def latent_known(config: DiTConfig, known: torch.Tensor) -> torch.Tensor:
     return groups[..., 0].repeat_interleave(pt, dim=1)  # (B, T')
 
 
+PEER_NAMES = ("latte", "wan")  # diffusers' video transformers in minisora.peers.PEERS
+
+
 def denoiser_class(arch: str = "minisora") -> type[torch.nn.Module]:
     """The network a run trains (``train --arch``): minisora's DiT or, for the equal-compute comparison of
-    ``minisora.peers``, diffusers' Latte wrapped to take the DiT's inputs (imported only then: diffusers is a
-    dependency of that comparison, not of the package)."""
-    if arch == "latte":
-        from .peers import LattePeer
-        return LattePeer
+    ``minisora.peers``, one of diffusers' video transformers wrapped to take the DiT's inputs (imported only then:
+    diffusers is a dependency of that comparison, not of the package)."""
+    if arch in PEER_NAMES:
+        from .peers import PEERS
+        return PEERS[arch]
     if arch != "minisora":
-        raise ValueError(f"unknown arch {arch!r}: expected 'minisora' or 'latte'")
+        raise ValueError(f"unknown arch {arch!r}: expected one of {('minisora', *PEER_NAMES)}")
     return DiT
 
 
 def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dict]:
     """A DiT from a run's ``ckpt.pt`` (EMA weights) or exported weights; returns (model, training settings).
-    A run trained with ``--arch latte`` gives its Latte peer, which takes the same inputs."""
+    A run trained with ``--arch latte`` or ``wan`` gives that peer, which takes the same inputs."""
     model, ckpt = load_model(path, DiT, DiTConfig, device, weights="ema", keys=("train",),
                              choose=lambda ckpt: denoiser_class(ckpt["train"].get("arch", "minisora")))
     return model, dict(ckpt["train"])

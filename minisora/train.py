@@ -38,7 +38,7 @@ from .geometry import DIGIT
 from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
-from .sample import VideoCodec, denoiser_class, generate, load_dit, objective_of
+from .sample import PEER_NAMES, VideoCodec, denoiser_class, generate, load_dit, objective_of
 from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
 from .viz import save_gif
 
@@ -51,10 +51,11 @@ class TrainConfig:
     The defaults are the recipe the probes of docs/recipe.md found best per FLOP on a CPU (``make train``)."""
 
     preset: str = option("tiny", "model size (see dit.PRESETS)", choices=tuple(PRESETS))
-    arch: str = option("minisora", "the network: minisora's DiT, or diffusers' Latte at the same width, depth, heads "
-                                   "and tubelets (peers.LattePeer; needs diffusers), trained the same way for an "
-                                   "equal-compute comparison; latte takes --no-conv --no-rope and no given frames "
-                                   "(--p-known 0), mixed sizes or REPA", choices=("minisora", "latte"))
+    arch: str = option("minisora", "the network: minisora's DiT, or one of diffusers' video transformers at the same "
+                                   "width, depth, heads and tubelets (peers.py; needs diffusers), trained the same way "
+                                   "for an equal-compute comparison: latte (factorized attention: --no-conv --no-rope) or "
+                                   "wan (--attention full --no-conv); peers take no given frames (--p-known 0), mixed "
+                                   "sizes or REPA", choices=("minisora", *PEER_NAMES))
     attention: str = option("factorized", "full: joint spacetime attention; factorized: blocks alternate spatial and "
                                     "temporal attention", choices=("full", "factorized"))
     dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
@@ -148,14 +149,10 @@ class TrainConfig:
             raise ValueError(f"classes must be digits 0-9, got {self.classes}")
         check_device(self.device)
         self.model_config()  # the model must be buildable: e.g. the canvas must be whole tubelets
-        denoiser_class(self.arch)  # an unknown arch, or latte without diffusers, is refused here
-        latte_lacks = dict(attention=self.attention != "factorized", conv=self.conv, rope=self.rope, skips=self.skips,
-                           p_known=self.p_known > 0, sizes=self.sizes != "fixed", repa=self.repa > 0)
-        if self.arch == "latte" and any(latte_lacks.values()):
-            raise ValueError(f"arch latte is factorized, with one time per clip, at the preset's size, without conv, "
-                             f"rope, skips or REPA; these settings ask for more: "
-                             f"{ {k: getattr(self, k) for k, v in latte_lacks.items() if v} }")
-
+        network = denoiser_class(self.arch)  # an unknown arch, or a peer without diffusers, is refused here
+        differ = {k: getattr(self, k) for k, v in getattr(network, "requires", {}).items() if getattr(self, k) != v}
+        if differ:
+            raise ValueError(f"arch {self.arch} is built with {network.requires}; these settings differ: {differ}")
 
 @dataclass
 class Launch:
@@ -505,7 +502,7 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
     speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
     clips_s = sorted(speeds)[len(speeds) // 2]
-    if cfg.arch == "latte":  # no formula for diffusers' model: torch's FlopCounterMode, on one clip
+    if cfg.arch != "minisora":  # no formula for diffusers' models: torch's FlopCounterMode, on one clip
         from .peers import counted_step_flops
         flops = counted_step_flops(model, batch=1, p_image=0.0)
     else:

@@ -1,19 +1,22 @@
-"""Quality at equal compute (issue 19): minisora's DiT and diffusers' Latte, each trained by minisora's own trainer
-on the same clips, captions, VAE, objective, text encoder and seed for the same training FLOPs, then scored alike.
+"""Quality at equal compute (issue 19): minisora's DiT and diffusers' video transformers, each trained by minisora's
+own trainer on the same clips, captions, VAE, objective, text encoder and seed for the same training FLOPs, then
+scored alike.
 
-    python scripts/peers_quality.py --budget-tflop 40 --runs ~/minisora-runs/peers
+    python scripts/peers_quality.py --budget-tflop 80 --runs ~/minisora-runs/peers [--models minisora latte wan]
 
-- **Settings**: minisora trains with the recipe's defaults (``make train``) but ``--p-known 0``: Latte takes one
-  time per clip, so neither model gets given frames. Latte (``train --arch latte``, ``peers.LattePeer``: same
-  width, depth, heads and tubelets) gets the same settings where it has them (``--no-conv --no-rope``).
-- **Budget**: both step costs are counted by one counter, torch's FlopCounterMode (``peers.counted_step_flops``:
+- **Settings**: minisora trains with the recipe's defaults (``make train``) but ``--p-known 0``: the peers take one
+  time per clip, so no model gets given frames. Each peer (``train --arch latte|wan``, ``peers.py``: the same width,
+  depth, heads and tubelets) gets the same settings where it has them: Latte ``--no-conv --no-rope`` (factorized
+  attention, sin-cos positions), Wan ``--attention full --no-conv`` (its own RoPE).
+- **Budget**: every step cost is counted by one counter, torch's FlopCounterMode (``peers.counted_step_flops``:
   forward + backward, clip and still steps in the recipe's mix), and each model gets the steps its own cost allows,
   with its full warm-up and cosine schedule.
-- **Runs**: both train side by side, ``--threads`` each, resumably (run the command again to continue; logs in
+- **Runs**: they train side by side, ``--threads`` each, resumably (run the command again to continue; logs in
   RUNS/NAME.log), and export their EMA weights to RUNS/NAME/weights.pt.
-- **Score**: ``python -m minisora eval`` on both (one- and two-digit prompts with the physics probe, descriptive
-  prompts; no prediction: Latte has no given frames), at an eval seed the training never used, and the x0-explained
-  diagnostic of scripts/ladder.py. Writes docs/peers_quality.json and prints the table (README, "Against the peers").
+- **Score**: ``python -m minisora eval`` on each (one- and two-digit prompts with the physics probe, descriptive
+  prompts; no prediction: the peers have no given frames), at an eval seed the training never used, and the
+  x0-explained diagnostic of scripts/ladder.py. Writes docs/peers_quality.json and prints the table (README,
+  "Against the peers").
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ import sys
 from pathlib import Path
 
 from ladder import x0_explained  # scripts/ladder.py
+from minisora.checkpoint import load_checkpoint
 from minisora.cli import build_parser, config_from
 from minisora.peers import counted_step_flops
 from minisora.sample import VideoCodec, denoiser_class, load_dit, objective_of
 from minisora.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = {"minisora": ["--p-known", "0"], "latte": ["--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0"]}
+FLAGS = {"minisora": ["--p-known", "0"], "latte": ["--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0"],
+         "wan": ["--arch", "wan", "--attention", "full", "--no-conv", "--p-known", "0"]}
 
 
 def planned(flags: list[str], budget_tflop: float) -> tuple[list[str], int, float]:
@@ -45,11 +50,30 @@ def planned(flags: list[str], budget_tflop: float) -> tuple[list[str], int, floa
     return [*flags, "--steps", str(steps)], steps, step_tflop
 
 
-def train_both(plans: dict, runs: Path, threads: int) -> None:
-    """Both runs side by side, each resumed from its checkpoint if it has one; waits for both."""
+def kept_steps(run: Path, flags: list[str], steps: int, step_tflop: float) -> tuple[list[str], int, float]:
+    """A run already started keeps the steps it was planned with (a cosine schedule cannot change length); the
+    table then reports the TFLOP it really trains, by the current counter."""
+    if (run / "ckpt.pt").exists():
+        kept = load_checkpoint(run / "ckpt.pt", kind="training", keys=("train",), optional=None)["train"]["steps"]
+        if kept != steps:
+            print(f"{run.name}: keeps the {kept} steps it started with ({kept * step_tflop:.1f} TFLOP by this count)")
+            return [*flags[:-1], str(kept)], kept, step_tflop
+    return flags, steps, step_tflop
+
+
+def finished(run: Path, steps: int) -> bool:
+    """Has the run in ``run`` trained all its steps and exported its weights?"""
+    manifest = run / "weights.json"
+    return manifest.exists() and json.loads(manifest.read_text())["steps_done"] == steps
+
+
+def train_all(plans: dict, runs: Path, threads: int) -> None:
+    """The runs not finished yet, side by side, each resumed from its checkpoint if it has one; waits for all."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     jobs = []
-    for name, (flags, _, _) in plans.items():
+    for name, (flags, steps, _) in plans.items():
+        if finished(runs / name, steps):
+            continue
         command = [sys.executable, "-m", "minisora", "train", *flags, "--out", str(runs / name), "--resume", "--quiet",
                    "--export", str(runs / name / "weights.pt")]
         print("$", shlex.join(command), flush=True)
@@ -59,9 +83,12 @@ def train_both(plans: dict, runs: Path, threads: int) -> None:
         raise SystemExit(f"a training run failed: see {runs}/*.log")
 
 
-def score_both(names, runs: Path, threads: int, eval_flags: list[str]) -> dict:
-    """``minisora eval`` on both exported models side by side, then x0 explained; returns {name: scores}."""
+def score_all(plans: dict, runs: Path, threads: int, eval_flags: list[str]) -> dict:
+    """``minisora eval`` on the exported models not scored since they were exported (side by side), then x0
+    explained of all; returns {name: scores}."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    names = [n for n in plans if not (runs / n / "eval.json").exists()
+             or (runs / n / "eval.json").stat().st_mtime < (runs / n / "weights.pt").stat().st_mtime]  # not scored yet
     jobs = {name: subprocess.Popen([sys.executable, "-m", "minisora", "eval", "--ckpt", str(runs / name / "weights.pt"),
                                     *eval_flags, "--out", str(runs / name / "eval.json")], env=env, cwd=ROOT,
                                    stdout=open(runs / f"{name}.eval.log", "w"), stderr=subprocess.STDOUT)
@@ -69,7 +96,7 @@ def score_both(names, runs: Path, threads: int, eval_flags: list[str]) -> dict:
     if any(job.wait() for job in jobs.values()):
         raise SystemExit(f"an eval failed: see {runs}/*.eval.log")
     scores = {}
-    for name in names:
+    for name in plans:
         model, train = load_dit(runs / name / "weights.pt")
         manifest = json.loads((runs / name / "weights.json").read_text())
         scores[name] = {"eval": json.loads((runs / name / "eval.json").read_text()),
@@ -100,18 +127,28 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-tflop", type=float, default=40.0, help="training FLOPs of each model, counted alike")
     p.add_argument("--runs", default=os.path.expanduser("~/minisora-runs/peers"), help="where the run folders go")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads of each run (both run at once)")
+    p.add_argument("--models", nargs="+", default=["minisora", "latte"], choices=tuple(FLAGS),
+                   help="the models to train and score (Latte: factorized attention; Wan: full attention)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of each run (all run at once)")
     p.add_argument("--eval", default="--clips 50 --steps 30 --prediction-clips 0 --descriptive 40 --seed 3",
                    help="flags for python -m minisora eval (no prediction: the peer has no given frames)")
     p.add_argument("--out", default=str(ROOT / "docs" / "peers_quality.json"), help="JSON file for the results")
+    p.add_argument("--table", action="store_true", help="only recount each trained model's step cost with the "
+                                                            "current counter, rewrite --out and print the table")
     args = p.parse_args()
+    if args.table:
+        result = json.loads(Path(args.out).read_text())
+        for name, r in result["models"].items():
+            r["step_tflop"] = round(planned(FLAGS[name], 1.0)[2], 6)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return print(table(result))
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    plans = {name: planned(flags, args.budget_tflop) for name, flags in FLAGS.items()}
+    plans = {name: kept_steps(runs / name, *planned(FLAGS[name], args.budget_tflop)) for name in args.models}
     for name, (_, steps, step_tflop) in plans.items():
         print(f"{name}: {step_tflop * 1e3:.2f} GFLOP a step (counted) -> {steps} steps for {args.budget_tflop} TFLOP")
-    train_both(plans, runs, args.threads)
-    scores = score_both(plans, runs, args.threads, shlex.split(args.eval))
+    train_all(plans, runs, args.threads)
+    scores = score_all(plans, runs, args.threads, shlex.split(args.eval))
     batch = config_from(build_parser().parse_args(["train", *FLAGS["minisora"]]), TrainConfig).batch_size
     result = {"budget_tflop": args.budget_tflop, "batch": batch, "eval_flags": args.eval,
               "commands": {n: shlex.join(["python", "-m", "minisora", "train", *f]) for n, (f, _, _) in plans.items()},

@@ -13,7 +13,7 @@ else:  # a user's own environment without the benchmarks' dependencies
     pytest.importorskip("diffusers")
 
 from minisora.dit import parameter_count  # noqa: E402
-from minisora.peers import build_pair, code_lines  # noqa: E402
+from minisora.peers import PEERS, build_pair, code_lines, flop_counter  # noqa: E402
 from minisora.sample import latent_shape  # noqa: E402
 
 PARAMETER_TOLERANCE = 0.35  # minisora / Latte within 1 +- this: per-block adaLN and cross-attention in every block
@@ -21,9 +21,10 @@ FLOP_TOLERANCE = 0.10  # matmul work per clip within 10%
 
 
 @pytest.mark.parametrize("preset", ["micro", "tiny"])
-def test_the_two_models_have_equal_shapes_tokens_and_close_size(preset):
-    ours, peer = build_pair(preset)
+def test_minisora_and_latte_have_equal_shapes_tokens_and_close_size(preset):
+    ours, peer = build_pair(preset, "latte")
     c, latte = ours.config, peer.latte.config
+    assert c.attention == "factorized" and not c.rope and not c.conv
     assert latte.num_attention_heads == c.heads and latte.num_attention_heads * latte.attention_head_dim == c.dim
     assert 2 * latte.num_layers == c.depth and latte.patch_size == c.patch[1] == c.patch[2]
     t, h, w = ours.patch_grid(torch.zeros(1, *latent_shape(c, c.frames, c.size, c.size)))
@@ -33,15 +34,26 @@ def test_the_two_models_have_equal_shapes_tokens_and_close_size(preset):
     torch.testing.assert_close(peer.text.state_dict(), ours.text.state_dict())  # the same text encoder
 
 
-def test_both_models_map_the_same_inputs_to_the_same_shape_and_work_per_tubelet():
-    from torch.utils.flop_counter import FlopCounterMode
+@pytest.mark.parametrize("preset", ["micro", "tiny"])
+def test_minisora_and_wan_have_equal_shapes_tokens_and_close_size(preset):
+    ours, peer = build_pair(preset, "wan")
+    c, wan = ours.config, peer.wan.config
+    assert c.attention == "full" and c.rope and not c.conv
+    assert wan.num_attention_heads == c.heads and wan.num_attention_heads * wan.attention_head_dim == c.dim
+    assert wan.num_layers == c.depth and tuple(wan.patch_size) == c.patch and wan.ffn_dim == c.mlp_ratio * c.dim
+    ratio = parameter_count(ours) / parameter_count(peer)
+    assert abs(ratio - 1) <= PARAMETER_TOLERANCE, f"parameters minisora / Wan = {ratio:.2f}"
+    torch.testing.assert_close(peer.text.state_dict(), ours.text.state_dict())
 
-    ours, peer = build_pair("micro")
+
+@pytest.mark.parametrize("peer_name", list(PEERS))
+def test_both_models_map_the_same_inputs_to_the_same_shape_and_work_per_tubelet(peer_name):
+    ours, peer = build_pair("micro", peer_name)
     z = torch.randn(2, *latent_shape(ours.config, 20, 64, 64))
     time, ids = torch.rand(2), ours.tokenizer.batch(["3 and 7", "5"])
     flops = []
     for model in (ours, peer):
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             out = model(z, time, ids)
         assert out.shape == z.shape and torch.isfinite(out).all()
         flops.append(counter.get_total_flops())
@@ -50,17 +62,24 @@ def test_both_models_map_the_same_inputs_to_the_same_shape_and_work_per_tubelet(
         peer(z, torch.rand(2, z.shape[2]), ids)
 
 
-def test_the_peer_trains_every_parameter():
+@pytest.mark.parametrize("peer_name", list(PEERS))
+def test_the_peer_trains_every_parameter(peer_name):
     from minisora.diffusion import RectifiedFlow
 
-    _, peer = build_pair("micro")
+    _, peer = build_pair("micro", peer_name)
     z = torch.randn(2, *latent_shape(peer.config, 20, 64, 64))
     RectifiedFlow().loss(peer, z, peer.tokenizer.batch(["3", "4"])).backward()
     assert all(p.grad is not None for p in peer.parameters())
 
 
+def test_the_peers_are_the_ones_train_can_name():
+    from minisora.sample import PEER_NAMES
+
+    assert tuple(PEERS) == PEER_NAMES
+
+
 def test_code_lines_count_the_model_not_torch():
-    ours, peer = build_pair("micro")
+    ours, peer = build_pair("micro", "latte")
     assert code_lines(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0
     assert code_lines(ours.text) < code_lines(ours) < code_lines(peer)
 
@@ -70,7 +89,8 @@ def test_bench_peers_command_prints_both_models_and_the_ratios(capsys):
 
     main(["bench", "peers", "--presets", "micro", "--batch", "2", "--steps", "1", "--precisions", "fp32", "--quiet"])
     out = capsys.readouterr().out
-    assert "| minisora |" in out and "| diffusers Latte |" in out and "| ratio minisora / peer |" in out
+    assert out.count("| minisora |") == 2 and "| diffusers Latte |" in out and "| diffusers Wan |" in out
+    assert "| **ratio minisora / latte** |" in out and "| **ratio minisora / wan** |" in out
 
 
 def test_importing_minisora_does_not_import_diffusers():
@@ -95,7 +115,7 @@ def test_flops_of_a_grouped_convolution_backward_count_its_groups():
 def test_counted_step_flops_compare_the_two_models_alike():
     from minisora.peers import counted_step_flops
 
-    ours, peer = build_pair("micro")
+    ours, peer = build_pair("micro", "latte")
     clips = [counted_step_flops(m, batch=2, p_image=0.0) for m in (ours, peer)]
     assert abs(clips[0] / clips[1] - 1) <= FLOP_TOLERANCE
     stills = counted_step_flops(ours, batch=2, p_image=1.0)  # 2 x (frames of tubelets) stills of one frame of tubelets
@@ -121,12 +141,16 @@ def test_train_arch_latte_trains_exports_loads_and_samples_through_minisora(tmp_
     assert "holds a latte model, which takes one time per clip" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [dict(conv=True), dict(rope=True), dict(p_known=0.25), dict(sizes="mixed"),
-                                 dict(attention="full")])
-def test_settings_latte_does_not_have_are_refused(bad):
+@pytest.mark.parametrize("arch, fine", [("latte", dict(conv=False, rope=False, p_known=0.0)),
+                                        ("wan", dict(attention="full", conv=False, p_known=0.0))])
+@pytest.mark.parametrize("bad", [dict(conv=True), dict(p_known=0.25), dict(sizes="mixed", p_image=0.0),
+                                 dict(repa=0.5), dict(attention="factorized"), dict(rope=False)])
+def test_settings_a_peer_does_not_have_are_refused(arch, fine, bad):
     from minisora.train import TrainConfig
 
-    fine = dict(arch="latte", conv=False, rope=False, p_known=0.0)
-    TrainConfig(**fine)
-    with pytest.raises(ValueError, match=f"arch latte .* ask for more: {{'{next(iter(bad))}'"):
-        TrainConfig(**{**fine, **bad, **({"p_image": 0.0} if bad.get("sizes") else {})})
+    TrainConfig(arch=arch, **fine)
+    if all(fine.get(k, getattr(TrainConfig, k)) == v for k, v in bad.items()):  # the peer has these
+        TrainConfig(arch=arch, **{**fine, **bad})
+        return
+    with pytest.raises(ValueError, match=f"arch {arch} is built with .* these settings differ: {{'{next(iter(bad))}'"):
+        TrainConfig(arch=arch, **{**fine, **bad})
