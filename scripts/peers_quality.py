@@ -99,16 +99,19 @@ def score_all(plans: dict, runs: Path, threads: int, eval_flags: list[str]) -> d
     for name in plans:
         model, train = load_dit(runs / name / "weights.pt")
         manifest = json.loads((runs / name / "weights.json").read_text())
+        log = [json.loads(line)["loss"] for line in (runs / name / "log.jsonl").read_text().splitlines()]
+        tail = log[-max(1, len(log) // 10):]  # the mean loss of the last tenth of the run: less noisy than the last line
         scores[name] = {"eval": json.loads((runs / name / "eval.json").read_text()),
                         "x0_explained": x0_explained(model, VideoCodec(model.config.vae), objective_of(train)),
                         "train_time_s": manifest["train_time_s"], "final_loss": manifest["final_loss"],
+                        "loss_last_tenth": round(sum(tail) / len(tail), 4),
                         "parameters": manifest["parameters"]}
     return scores
 
 
 def table(result: dict) -> str:
     """The comparison as a Markdown table, one row per model."""
-    lines = ["| model | params | steps x clips | TFLOP (counted) | train min | final loss | 1 digit right | identity | "
+    lines = ["| model | params | steps x clips | TFLOP (counted) | train min | loss, last tenth | 1 digit right | identity | "
              "speed err px | direction | 2 digits right | descriptive: start / direction / bounce | "
              "x0 explained t=.5/.7/.8/.9 |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["models"].items():
@@ -116,7 +119,7 @@ def table(result: dict) -> str:
         d = r["eval"]["descriptive"]["generated"]
         x0 = " / ".join(f"{v:.2f}" for v in r["x0_explained"].values())
         lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {r['steps']:,} x {result['batch']} | "
-                     f"{r['steps'] * r['step_tflop']:.1f} | {r['train_time_s'] / 60:.0f} | {r['final_loss']:.3f} | "
+                     f"{r['steps'] * r['step_tflop']:.1f} | {r['train_time_s'] / 60:.0f} | {r['loss_last_tenth']:.3f} | "
                      f"{one['alignment']:.0%} | {one['identity']:.0%} | {one['median_speed_error_px']:.2f} | "
                      f"{one['direction_persistence']:.2f} | {two['alignment']:.0%} | "
                      f"{d['start']:.0%} / {d['direction']:.0%} / {d['bounce']:.0%} | {x0} |")
