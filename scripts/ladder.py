@@ -5,6 +5,8 @@
 Always, on real one-digit test clips (the model's own null prompt, rectified flow):
 - **x0 explained**: 1 - |x0_hat - x0|^2 / |x0 - mean x0|^2 of the one-step prediction x0_hat = x_t - t v
   at t = 0.5 / 0.7 / 0.8 / 0.9: how much of the clip the model can see through the noise.
+- **validation loss** (``minisora.scaling``): the training loss on held-out test clips with their short captions,
+  at fixed times and noise: one smooth number per model.
 - **attention entropy** per block at t = 0.7, as a share of the maximum log(keys): 1 = uniform (each
   token averages everything), small = selective.
 - **influence of given frames**: the first half of the latent frames given clean (time 0); how much the
@@ -26,6 +28,7 @@ from minisora.evaluate import real_clips
 from minisora.evaluator import load_evaluator, prompt_agreement
 from minisora.physics import probe, summarize, track
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
+from minisora.scaling import validation_loss
 from minisora.train import TrainConfig, TrainingClips
 
 
@@ -66,7 +69,8 @@ def x0_explained(model, codec, objective, clips: int = 16, seed: int = 0) -> dic
 
 @torch.no_grad()
 def diagnose(model, codec, objective, clips: int = 16, seed: int = 0) -> dict:
-    out = {"x0_explained": x0_explained(model, codec, objective, clips, seed)}
+    out = {"x0_explained": x0_explained(model, codec, objective, clips, seed),
+           "validation_loss": validation_loss(model, codec, objective, seed=seed)}
     z, noise = noised_test_clips(codec, clips, seed)
     null = model.null_ids(clips)
     tt = torch.full((clips,), 0.7)

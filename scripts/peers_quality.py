@@ -25,88 +25,12 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-from ladder import x0_explained  # scripts/ladder.py
-from minisora.checkpoint import load_checkpoint
-from minisora.cli import build_parser, config_from
-from minisora.peers import counted_step_flops
-from minisora.sample import VideoCodec, denoiser_class, load_dit, objective_of
-from minisora.train import TrainConfig
+from studies import ROOT, kept_steps, planned, score_all, train_all, train_config  # scripts/studies.py
 
-ROOT = Path(__file__).resolve().parents[1]
 FLAGS = {"minisora": ["--p-known", "0"], "latte": ["--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0"],
          "wan": ["--arch", "wan", "--attention", "full", "--no-conv", "--p-known", "0"]}
-
-
-def planned(flags: list[str], budget_tflop: float) -> tuple[list[str], int, float]:
-    """The train flags with the steps the budget allows, the steps, and the counted TFLOP of one step."""
-    cfg = config_from(build_parser().parse_args(["train", *flags]), TrainConfig)
-    model = denoiser_class(cfg.arch)(cfg.model_config())
-    step_tflop = counted_step_flops(model, cfg.batch_size, cfg.p_image) / 1e12
-    steps = round(budget_tflop / step_tflop)
-    return [*flags, "--steps", str(steps)], steps, step_tflop
-
-
-def kept_steps(run: Path, flags: list[str], steps: int, step_tflop: float) -> tuple[list[str], int, float]:
-    """A run already started keeps the steps it was planned with (a cosine schedule cannot change length); the
-    table then reports the TFLOP it really trains, by the current counter."""
-    if (run / "ckpt.pt").exists():
-        kept = load_checkpoint(run / "ckpt.pt", kind="training", keys=("train",), optional=None)["train"]["steps"]
-        if kept != steps:
-            print(f"{run.name}: keeps the {kept} steps it started with ({kept * step_tflop:.1f} TFLOP by this count)")
-            return [*flags[:-1], str(kept)], kept, step_tflop
-    return flags, steps, step_tflop
-
-
-def finished(run: Path, steps: int) -> bool:
-    """Has the run in ``run`` trained all its steps and exported its weights?"""
-    manifest = run / "weights.json"
-    return manifest.exists() and json.loads(manifest.read_text())["steps_done"] == steps
-
-
-def train_all(plans: dict, runs: Path, threads: int) -> None:
-    """The runs not finished yet, side by side, each resumed from its checkpoint if it has one; waits for all."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    jobs = []
-    for name, (flags, steps, _) in plans.items():
-        if finished(runs / name, steps):
-            continue
-        command = [sys.executable, "-m", "minisora", "train", *flags, "--out", str(runs / name), "--resume", "--quiet",
-                   "--export", str(runs / name / "weights.pt")]
-        print("$", shlex.join(command), flush=True)
-        jobs.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=open(runs / f"{name}.log", "a"),
-                                     stderr=subprocess.STDOUT))
-    if any(job.wait() for job in jobs):
-        raise SystemExit(f"a training run failed: see {runs}/*.log")
-
-
-def score_all(plans: dict, runs: Path, threads: int, eval_flags: list[str]) -> dict:
-    """``minisora eval`` on the exported models not scored since they were exported (side by side), then x0
-    explained of all; returns {name: scores}."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    names = [n for n in plans if not (runs / n / "eval.json").exists()
-             or (runs / n / "eval.json").stat().st_mtime < (runs / n / "weights.pt").stat().st_mtime]  # not scored yet
-    jobs = {name: subprocess.Popen([sys.executable, "-m", "minisora", "eval", "--ckpt", str(runs / name / "weights.pt"),
-                                    *eval_flags, "--out", str(runs / name / "eval.json")], env=env, cwd=ROOT,
-                                   stdout=open(runs / f"{name}.eval.log", "w"), stderr=subprocess.STDOUT)
-            for name in names}
-    if any(job.wait() for job in jobs.values()):
-        raise SystemExit(f"an eval failed: see {runs}/*.eval.log")
-    scores = {}
-    for name in plans:
-        model, train = load_dit(runs / name / "weights.pt")
-        manifest = json.loads((runs / name / "weights.json").read_text())
-        log = [json.loads(line)["loss"] for line in (runs / name / "log.jsonl").read_text().splitlines()]
-        tail = log[-max(1, len(log) // 10):]  # the mean loss of the last tenth of the run: less noisy than the last line
-        scores[name] = {"eval": json.loads((runs / name / "eval.json").read_text()),
-                        "x0_explained": x0_explained(model, VideoCodec(model.config.vae), objective_of(train)),
-                        "train_time_s": manifest["train_time_s"], "final_loss": manifest["final_loss"],
-                        "loss_last_tenth": round(sum(tail) / len(tail), 4),
-                        "parameters": manifest["parameters"]}
-    return scores
 
 
 def table(result: dict) -> str:
@@ -152,7 +76,7 @@ def main() -> None:
         print(f"{name}: {step_tflop * 1e3:.2f} GFLOP a step (counted) -> {steps} steps for {args.budget_tflop} TFLOP")
     train_all(plans, runs, args.threads)
     scores = score_all(plans, runs, args.threads, shlex.split(args.eval))
-    batch = config_from(build_parser().parse_args(["train", *FLAGS["minisora"]]), TrainConfig).batch_size
+    batch = train_config(FLAGS["minisora"]).batch_size
     result = {"budget_tflop": args.budget_tflop, "batch": batch, "eval_flags": args.eval,
               "commands": {n: shlex.join(["python", "-m", "minisora", "train", *f]) for n, (f, _, _) in plans.items()},
               "models": {n: {"steps": plans[n][1], "step_tflop": round(plans[n][2], 6), **s} for n, s in scores.items()}}
