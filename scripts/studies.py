@@ -91,10 +91,13 @@ def train_all(plans: dict, runs: Path, threads: int, parallel: int | None = None
 
 
 def score_all(plans: dict, runs: Path, threads: int, eval_flags: list[str], parallel: int | None = None) -> dict:
-    """``minisora eval`` on the exported models not scored since they were exported (``parallel`` at a time), then
-    the one-step diagnostics of scripts/ladder.py on all; returns {name: scores}."""
-    stale = lambda n: (not (runs / n / "eval.json").exists()
-                       or (runs / n / "eval.json").stat().st_mtime < (runs / n / "weights.pt").stat().st_mtime)
+    """``minisora eval`` on the exported models not scored since they were exported with these flags (``parallel`` at
+    a time), then the one-step diagnostics of scripts/ladder.py on all; returns {name: scores}."""
+    def stale(name: str) -> bool:  # not scored since exported, or scored with other flags
+        done = runs / name / "eval.json"
+        return (not done.exists() or done.stat().st_mtime < (runs / name / "weights.pt").stat().st_mtime
+                or shlex.join(eval_flags) not in json.loads(done.read_text())["command"])
+
     commands = {name: ([sys.executable, "-m", "minisora", "eval", "--ckpt", str(runs / name / "weights.pt"),
                         *eval_flags, "--out", str(runs / name / "eval.json")], runs / f"{name}.eval.log")
                 for name in plans if stale(name)}
@@ -111,5 +114,6 @@ def score_all(plans: dict, runs: Path, threads: int, eval_flags: list[str], para
                         "validation_loss": validation_loss(model, codec, objective),
                         "train_time_s": manifest["train_time_s"], "final_loss": manifest["final_loss"],
                         "loss_last_tenth": round(sum(tail) / len(tail), 4),
-                        "parameters": manifest["parameters"]}
+                        "parameters": manifest["parameters"], "command": manifest["command"],
+                        "export_check": manifest["single_digit_agreement"]}  # one digit right, other seed and steps
     return scores
