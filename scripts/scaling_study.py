@@ -59,7 +59,7 @@ def measures(r: dict) -> dict:
 
 def trends(runs: dict) -> dict:
     """Per measure: at each size, the least-squares slope of the measure against log10 training FLOPs (its change
-    per tenfold compute), and at each budget the size that scores best. For the validation loss also the power
+    per tenfold compute), and at each budget the size that scores best ("tie" when several share the best score). For the validation loss also the power
     law's exponent b (L = a C^-b) at each size and along the frontier (the best size at each budget)."""
     lower_better = {"validation_loss", "speed_error_px"}
     budgets = sorted({r["budget_tflop"] for r in runs.values()})
@@ -72,7 +72,9 @@ def trends(runs: dict) -> dict:
                 for b in budgets}
         out[key] = {"slope_per_decade": {size: round(float(np.polyfit(np.log10(c), v, 1)[0]), 4)
                                          for size, (c, v) in at_size.items()},
-                    "best_size": {str(b): r["size"] for b, r in best.items()}}
+                    "best_size": {str(b): r["size"] if sum(x["measures"][key] == r["measures"][key] for x in runs.values()
+                                                            if x["budget_tflop"] == b) == 1 else "tie"
+                                  for b, r in best.items()}}
         if key == "validation_loss":
             out[key]["exponent"] = {size: round(fit_power_law(c, v)[1], 4) for size, (c, v) in at_size.items()}
             if len(budgets) >= 2:
@@ -113,7 +115,14 @@ def main() -> None:
     p.add_argument("--eval", default="--clips 40 --steps 20 --prediction-clips 0 --seed 6",
                    help="flags for python -m minisora eval")
     p.add_argument("--out", default=str(ROOT / "docs" / "scaling.json"), help="JSON file for the results")
+    p.add_argument("--table", action="store_true",
+                   help="only recompute the trends of --out from its runs, rewrite it and print the table")
     args = p.parse_args()
+    if args.table:
+        result = json.loads(Path(args.out).read_text())
+        result["trends"] = trends(result["runs"])
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return print(table(result))
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     extra = [tuple(c.split(":")) for c in args.cells]
