@@ -44,14 +44,15 @@ def flags_of(size: str, warmup: int) -> list[str]:
 
 def plan(size: str, budget: float) -> tuple[list[str], int, float]:
     """The run's flags, steps and step TFLOP: the recipe's warm-up of 100 steps, or a tenth of a shorter run."""
-    steps = planned(flags_of(size, 100), budget)[1]
-    return planned(flags_of(size, min(100, steps // 10)), budget)
+    _, steps, step_tflop = planned(flags_of(size, 100), budget)  # the warm-up does not change a step's cost
+    return [*flags_of(size, min(100, steps // 10)), "--steps", str(steps)], steps, step_tflop
 
 
 def measures(r: dict) -> dict:
     """The numbers the study plots for one run."""
     one, two = r["eval"]["one_digit"]["generated"], r["eval"]["two_digits"]["generated"]
-    return {"validation_loss": r["validation_loss"], "x0_explained_t07": {float(t): v for t, v in r["x0_explained"].items()}[0.7],
+    x0 = {float(t): v for t, v in r["x0_explained"].items()}  # JSON keys are strings
+    return {"validation_loss": r["validation_loss"], "x0_explained_t07": x0[0.7],
             "one_digit_right": one["alignment"], "identity": one["identity"],
             "speed_error_px": one["median_speed_error_px"], "direction_persistence": one["direction_persistence"],
             "two_digits_right": two["alignment"], "one_digit_right_export": r["export_check"]["value"]}
@@ -59,8 +60,9 @@ def measures(r: dict) -> dict:
 
 def trends(runs: dict) -> dict:
     """Per measure: at each size, the least-squares slope of the measure against log10 training FLOPs (its change
-    per tenfold compute), and at each budget the size that scores best ("tie" when several share the best score). For the validation loss also the power
-    law's exponent b (L = a C^-b) at each size and along the frontier (the best size at each budget)."""
+    per tenfold compute), and at each budget the size that scores best ("tie" when several share the best score).
+    For the validation loss also the power law's exponent b (L = a C^-b) at each size and along the frontier (the
+    best size at each budget)."""
     lower_better = {"validation_loss", "speed_error_px"}
     budgets = sorted({r["budget_tflop"] for r in runs.values()})
     out = {}

@@ -1,4 +1,4 @@
-"""What the training studies share (scripts/peers_quality.py, scripts/scaling.py): runs planned by a FLOP budget,
+"""What the training studies share (scripts/peers_quality.py, scripts/scaling_study.py): runs planned by a FLOP budget,
 trained resumably by ``python -m minisora train`` a few at a time, then scored alike.
 
 A study is a dict {name: (train flags with --steps, steps, TFLOP of one step)}; each run lives in RUNS/NAME, logs
@@ -70,11 +70,13 @@ def run_pool(commands: dict[str, tuple[list[str], Path]], parallel: int, threads
         while waiting and len(running) < parallel:
             name, (command, log) = waiting.pop(0)
             print("$", shlex.join(command), flush=True)
-            running[name] = subprocess.Popen(command, env=threads_env(threads), cwd=ROOT, stdout=open(log, "a"),
-                                             stderr=subprocess.STDOUT)
+            out = open(log, "a")
+            running[name] = (subprocess.Popen(command, env=threads_env(threads), cwd=ROOT, stdout=out,
+                                              stderr=subprocess.STDOUT), out)
         time.sleep(2)
-        for name, job in list(running.items()):
+        for name, (job, out) in list(running.items()):
             if job.poll() is not None:
+                out.close()
                 del running[name]
                 failed += [str(commands[name][1])] if job.returncode else []
     if failed:
