@@ -27,10 +27,10 @@ import os
 import shlex
 from pathlib import Path
 
-from studies import ROOT, kept_steps, planned, score_all, train_all, train_config  # scripts/studies.py
+from studies import ROOT, TEXT_TO_VIDEO, kept_steps, planned, score_all, train_all, train_config  # scripts/studies.py
 
-FLAGS = {"minisora": ["--p-known", "0"], "latte": ["--arch", "latte", "--no-conv", "--no-rope", "--p-known", "0"],
-         "wan": ["--arch", "wan", "--attention", "full", "--no-conv", "--p-known", "0"]}
+FLAGS = {"minisora": TEXT_TO_VIDEO, "latte": ["--arch", "latte", "--no-conv", "--no-rope", *TEXT_TO_VIDEO],
+         "wan": ["--arch", "wan", "--attention", "full", "--no-conv", *TEXT_TO_VIDEO]}
 
 
 def table(result: dict) -> str:

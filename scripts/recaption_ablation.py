@@ -30,14 +30,13 @@ from pathlib import Path
 
 from evals import run_eval  # scripts/evals.py
 from minisora.sample import load_dit
-from studies import ROOT, kept_steps, planned, train_all  # scripts/studies.py
+from studies import ROOT, TEXT_TO_VIDEO, kept_steps, planned, train_all  # scripts/studies.py
 
 ARMS = {"short": 0.0, "descriptive": 1.0, "mix": 0.5}  # name: share of clips captioned descriptively
-COMMON = ["--p-known", "0", "--sample-every", "0"]
 
 
 def arm_flags(share: float) -> list[str]:
-    return [*COMMON, "--p-descriptive", f"{share:g}"]
+    return [*TEXT_TO_VIDEO, "--p-descriptive", f"{share:g}"]
 
 
 def scored(flags: list[str], keep: Path | None) -> tuple[dict, str]:

@@ -31,15 +31,14 @@ import numpy as np
 
 from minisora.scaling import fit_power_law
 
-from studies import ROOT, kept_steps, planned, score_all, train_all, train_config  # scripts/studies.py
+from studies import ROOT, TEXT_TO_VIDEO, kept_steps, planned, score_all, train_all, train_config  # scripts/studies.py
 
 SIZES = {"w64": (64, 4), "w96": (96, 4), "w128": (128, 4), "w192": (192, 6)}  # name: (width, blocks)
-COMMON = ["--p-known", "0", "--sample-every", "0"]
 
 
 def flags_of(size: str, warmup: int) -> list[str]:
     dim, depth = SIZES[size]
-    return ["--dim", str(dim), "--depth", str(depth), "--heads", str(dim // 32), "--warmup", str(warmup), *COMMON]
+    return ["--dim", str(dim), "--depth", str(depth), "--heads", str(dim // 32), "--warmup", str(warmup), *TEXT_TO_VIDEO]
 
 
 def plan(size: str, budget: float) -> tuple[list[str], int, float]:
@@ -137,7 +136,7 @@ def main() -> None:
         print(f"{name}: {step_tflop * 1e3:.2f} GFLOP a step (counted) -> {steps} steps")
     train_all(plans, runs, args.threads, args.parallel)
     scores = score_all(plans, runs, args.threads, shlex.split(args.eval), args.parallel)
-    result = {"eval_flags": args.eval, "batch": train_config(COMMON).batch_size, "runs": {}}
+    result = {"eval_flags": args.eval, "batch": train_config(TEXT_TO_VIDEO).batch_size, "runs": {}}
     for (size, budget), (name, (_, steps, step_tflop)) in zip(cells, plans.items()):
         s = scores[name]
         result["runs"][name] = {"size": size, "width": SIZES[size][0], "blocks": SIZES[size][1],

@@ -24,6 +24,8 @@ from minisora.scaling import validation_loss
 from minisora.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+# every study trains text-to-video only (the peers take no given frames) and skips sample GIFs (time, not FLOPs)
+TEXT_TO_VIDEO = ["--p-known", "0", "--sample-every", "0"]
 
 
 def train_config(flags: list[str]) -> TrainConfig:
