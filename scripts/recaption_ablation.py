@@ -116,7 +116,7 @@ def main() -> None:
         models = [(name, str(runs / name / "weights.pt"), runs / name) for name in plans]
         result.update(budget_tflop=args.budget_tflop, commands={
             n: shlex.join(["python", "-m", "minisora", "train", *f]) for n, (f, _, _) in plans.items()},
-            steps={n: s for n, (_, s, _) in plans.items()})
+            train_steps={n: s for n, (_, s, _) in plans.items()})
     result["rows"] = [row for name, ckpt, keep in models for row in score(name, ckpt, common, args.clips, keep)]
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(table(result["rows"]))
