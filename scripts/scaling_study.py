@@ -38,7 +38,8 @@ SIZES = {"w64": (64, 4), "w96": (96, 4), "w128": (128, 4), "w192": (192, 6)}  # 
 
 def flags_of(size: str, warmup: int) -> list[str]:
     dim, depth = SIZES[size]
-    return ["--dim", str(dim), "--depth", str(depth), "--heads", str(dim // 32), "--warmup", str(warmup), *TEXT_TO_VIDEO]
+    return ["--dim", str(dim), "--depth", str(depth), "--heads", str(dim // 32), "--warmup", str(warmup),
+            *TEXT_TO_VIDEO]
 
 
 def plan(size: str, budget: float) -> tuple[list[str], int, float]:
