@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+from recaption_ablation import table  # scripts/recaption_ablation.py
+
 docs = Path(__file__).resolve().parent.parent / "docs"
 pct = lambda v: f"{100 * v:.0f}%"
 
@@ -32,15 +34,10 @@ for kind, what in (("crossing", "digits cross"), ("apart", "digits stay apart"))
     r = p[kind]["real"]
     print(f"| real clips | {what} | {pct(r['kept'])} | {pct(r['in_place'])} | 1.00 |")
 
-recap = json.loads((docs / "recaption_dit_packed.json").read_text())
-plain, expanded = (next(r for r in recap["rows"] if r["expand"] == e) for e in (False, True))
-d = plain["descriptive"]
-print(f"\nPrompts (`dit_packed`, trained on the mix; {recap['clips']} clips per kind, seed {recap['seed']}):\n")
-print("| prompts | one digit right | two digits right | start | first direction | first bounce | all three |")
-print("|---|---|---|---|---|---|---|")
-for name, r in (("short", plain), ("short, expanded", expanded)):
-    print(f"| {name} | {pct(r['one_digit']['generated']['alignment'])} | "
-          f"{pct(r['two_digits']['generated']['alignment'])} | | | | |")
-for name, x in (("descriptive captions of real clips", d["generated"]), ("real clips", d["real"])):
-    print(f"| {name} | {pct(x['alignment'])} | | " + " | ".join(pct(x[k]) for k in ("start", "direction", "bounce",
-                                                                                     "all_three")) + " |")
+for name, what in (("recaption_dit_packed", "`dit_packed`, trained on the mix"),
+                   ("recaption", "the ablation: three models trained alike but for their captions")):
+    if (docs / f"{name}.json").exists():
+        recap = json.loads((docs / f"{name}.json").read_text())
+        budget = f"{recap['budget_tflop']:g} TFLOP each, " if "budget_tflop" in recap else ""
+        print(f"\nPrompts ({what}; {budget}{recap['clips']} clips per kind, seed {recap['seed']}):\n")
+        print(table(recap["rows"]))
