@@ -217,11 +217,13 @@ def format_table(result: dict) -> str:
     if "sizes" in result:
         lines += ["", f"At other sizes, {result['settings']['sizes']} one-digit clips each:", format_sizes(result["sizes"])]
     if "descriptive" in result:
-        g, r = result["descriptive"]["generated"], result["descriptive"]["real"]
-        lines += ["", f"Descriptive prompts, {result['descriptive']['clips']} one-digit clips (model / real): digit "
-                      f"right {g['alignment']:.0%} / {r['alignment']:.0%}; start region {g['start']:.0%} / "
-                      f"{r['start']:.0%}, first direction {g['direction']:.0%} / {r['direction']:.0%}, first bounce "
-                      f"{g['bounce']:.0%} / {r['bounce']:.0%}, all three {g['all_three']:.0%} / {r['all_three']:.0%}"]
+        d = result["descriptive"]
+        kinds = [k for k in ("generated", "real", "chance") if k in d]  # chance: real clips, other clips' prompts
+        checks = ", ".join(f"{name} " + " / ".join(f"{d[k][key]:.0%}" for k in kinds) for name, key in
+                           (("start region", "start"), ("first direction", "direction"), ("first bounce", "bounce"),
+                            ("all three", "all_three")))
+        lines += ["", f"Descriptive prompts, {d['clips']} one-digit clips ({' / '.join(kinds)}): digit right "
+                      f"{d['generated']['alignment']:.0%} / {d['real']['alignment']:.0%}; {checks}"]
     if "permanence" in result:
         p = result["permanence"]
         lines += ["", f"Object permanence, {p['clips']} clips each (last 3 frames; model / real):"]

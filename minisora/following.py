@@ -9,7 +9,8 @@ moves down and right, bouncing off the bottom wall."). From the clip's tracked c
     bounce     the first wall the prompt names is hit: the velocity component towards it reverses with the
                digit touching it; a prompt that says "without bouncing": no component reverses at all
 
-The same checks on the real clips say how often the checks themselves pass a clip that surely follows.
+The same checks on the real clips say how often the checks themselves pass a clip that surely follows; held to
+other clips' captions, they give each check's chance level (true motion that ignores the prompt).
 """
 
 from __future__ import annotations
@@ -68,12 +69,23 @@ def follows(centres: np.ndarray, motion, height: int, width: int) -> dict:
     return {"start": region(*centres[0], height, width) == start, "direction": turn <= MAX_TURN, "bounce": bounce}
 
 
-def following_scores(videos, motions) -> dict:
-    """Shares of clips passing each check, and all three."""
+def following_scores(videos, motions, shifts=(0,)) -> dict:
+    """Shares of clips passing each check, and all three. With ``shifts`` other than 0, clip i is held to the motion
+    of clip i + shift: the chance level of each check for clips with true physics whose motion ignores the prompt."""
     videos = np.asarray(videos, dtype=np.float32)
-    checks = [follows(track(v)[:, 0], m, *v.shape[-2:]) for v, m in zip(videos, motions)]
+    tracks = [track(v)[:, 0] for v in videos]
+    checks = [follows(c, motions[(i + s) % len(motions)], *videos.shape[-2:])
+              for s in shifts for i, c in enumerate(tracks)]
     shares = {k: float(np.mean([c[k] for c in checks])) for k in ("start", "direction", "bounce")}
     return {**shares, "all_three": float(np.mean([all(c.values()) for c in checks]))}
+
+
+def chance_scores(videos, motions, pairings: int = 9) -> dict:
+    """``following_scores`` of real clips against the motions of ``pairings`` other clips each (fewer if there are
+    not that many others): what following the prompt's motion *by chance* scores."""
+    if len(motions) < 2:
+        raise ValueError(f"a chance level needs at least 2 clips, got {len(motions)}")
+    return following_scores(videos, motions, shifts=range(1, min(pairings, len(motions) - 1) + 1))
 
 
 def descriptive_table(model, codec, objective, evaluator, num_clips: int, guidance: float, steps: int, batch: int,
@@ -84,4 +96,5 @@ def descriptive_table(model, codec, objective, evaluator, num_clips: int, guidan
                               seed=seed + i)[:, 0].cpu() for i in range(0, num_clips, batch)])
     return {"clips": num_clips, "example_prompt": prompts[0],
             "generated": {**clip_scores(evaluator, out, labels)[0], **following_scores(out, motions)},
-            "real": {**clip_scores(evaluator, real, labels)[0], **following_scores(real, motions)}}
+            "real": {**clip_scores(evaluator, real, labels)[0], **following_scores(real, motions)},
+            **({"chance": chance_scores(real, motions)} if num_clips > 1 else {})}

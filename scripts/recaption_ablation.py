@@ -13,7 +13,8 @@ real clips.
 - **Score**: two ``python -m minisora eval`` runs per model, on a seed no other figure of the course uses: short
   prompts plus the descriptive captions of real one-digit clips (``--descriptive``: start, first direction, first
   bounce followed?), then the same short prompts expanded into descriptions first (``--expand``). Each result is
-  kept in the run folder with its command and reused until the weights or the flags change.
+  kept in the run folder with its command and reused until the weights or the flags change. Beside them, the chance
+  level of each check: the real clips held to other clips' prompts (``following.chance_scores``).
 
 With ``--model NAME=CKPT`` it scores already trained models instead and trains nothing, e.g. the shipped
 ``--model mix=data/dit_packed.pt --out docs/recaption_dit_packed.json``: on a model trained on the mix, short prompts
@@ -29,6 +30,7 @@ import shlex
 from pathlib import Path
 
 from evals import run_eval  # scripts/evals.py
+from minisora.following import chance_scores, described_clips
 from minisora.sample import load_dit
 from studies import ROOT, TEXT_TO_VIDEO, kept_steps, planned, train_all  # scripts/studies.py
 
@@ -65,8 +67,9 @@ def score(name: str, ckpt: str, common: list[str], clips: int, keep: Path | None
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    """The ablation as a Markdown table, one row per model and prompt kind, then the real clips."""
+def table(rows: list[dict], chance: dict | None = None) -> str:
+    """The ablation as a Markdown table, one row per model and prompt kind, then the real clips (and, given
+    ``chance``, the real clips held to other clips' prompts)."""
     pct = lambda v: f"{100 * v:.0f}%"
     lines = ["| model (share of descriptive captions) | prompts | one digit right | two digits right | start | "
              "first direction | first bounce | all three |", "|---|---|---|---|---|---|---|---|"]
@@ -82,6 +85,9 @@ def table(rows: list[dict]) -> str:
     d = rows[0]["descriptive"]["real"]
     lines.append(f"| real clips | | {pct(d['alignment'])} | | "
                  + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+    if chance:
+        lines.append("| real clips, another clip's prompt (chance) | | | | "
+                     + " | ".join(pct(chance[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
     return "\n".join(lines)
 
 
@@ -118,8 +124,10 @@ def main() -> None:
             n: shlex.join(["python", "-m", "minisora", "train", *f]) for n, (f, _, _) in plans.items()},
             train_steps={n: s for n, (_, s, _) in plans.items()})
     result["rows"] = [row for name, ckpt, keep in models for row in score(name, ckpt, common, args.clips, keep)]
+    real, _, _, motions = described_clips(args.clips, args.seed)  # the real clips of the descriptive prompts
+    result["chance"] = chance_scores(real, motions)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(table(result["rows"]))
+    print(table(result["rows"], result["chance"]))
 
 
 if __name__ == "__main__":

@@ -40,4 +40,4 @@ for name, what in (("recaption_dit_packed", "`dit_packed`, trained on the mix"),
         recap = json.loads((docs / f"{name}.json").read_text())
         budget = f"{recap['budget_tflop']:g} TFLOP each, " if "budget_tflop" in recap else ""
         print(f"\nPrompts ({what}; {budget}{recap['clips']} clips per kind, seed {recap['seed']}):\n")
-        print(table(recap["rows"]))
+        print(table(recap["rows"], recap.get("chance")))

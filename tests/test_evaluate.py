@@ -194,6 +194,18 @@ def test_following_passes_real_clips_and_fails_reversed_mirrored_or_frozen_ones(
         assert following_scores(broken, motions)["all_three"] <= 0.25
 
 
+def test_chance_level_holds_real_clips_to_other_clips_captions():
+    from minisora.following import chance_scores, described_clips, following_scores
+
+    videos, _, _, motions = described_clips(60, seed=3)
+    real, chance = following_scores(videos, motions), chance_scores(videos, motions)
+    assert 0.05 <= chance["start"] <= 0.4 and 0.1 <= chance["direction"] <= 0.4  # 9 regions (not equally likely), 8 headings
+    assert all(chance[k] < real[k] - 0.3 for k in ("start", "direction", "all_three"))
+    assert chance_scores(videos[:2], motions[:2]) == following_scores(videos[:2], [motions[1], motions[0]])
+    with pytest.raises(ValueError, match="at least 2 clips, got 1"):
+        chance_scores(videos[:1], motions[:1])
+
+
 def test_follows_names_the_failed_check():
     from minisora.following import described_clips, follows
     from minisora.physics import track
