@@ -218,7 +218,8 @@ def format_table(result: dict) -> str:
         lines += ["", f"At other sizes, {result['settings']['sizes']} one-digit clips each:", format_sizes(result["sizes"])]
     if "descriptive" in result:
         d = result["descriptive"]
-        kinds = [k for k in ("generated", "real", "chance") if k in d]  # chance: real clips, other clips' prompts
+        # *_chance: the model's clips / the real clips (chance) held to other clips' prompts
+        kinds = [k for k in ("generated", "generated_chance", "real", "chance") if k in d]
         checks = ", ".join(f"{name} " + " / ".join(f"{d[k][key]:.0%}" for k in kinds) for name, key in
                            (("start region", "start"), ("first direction", "direction"), ("first bounce", "bounce"),
                             ("all three", "all_three")))

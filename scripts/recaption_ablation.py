@@ -14,7 +14,8 @@ real clips.
   prompts plus the descriptive captions of real one-digit clips (``--descriptive``: start, first direction, first
   bounce followed?), then the same short prompts expanded into descriptions first (``--expand``). Each result is
   kept in the run folder with its command and reused until the weights or the flags change. Beside them, the chance
-  level of each check: the real clips held to other clips' prompts (``following.chance_scores``).
+  level of each check: the model's clips and the real clips held to other clips' prompts (``following.chance_scores``;
+  a model that ignores the motion words scores as well against another clip's prompt as against its own).
 
 With ``--model NAME=CKPT`` it scores already trained models instead and trains nothing, e.g. the shipped
 ``--model mix=data/dit_packed.pt --out docs/recaption_dit_packed.json``: on a model trained on the mix, short prompts
@@ -30,7 +31,6 @@ import shlex
 from pathlib import Path
 
 from evals import run_eval  # scripts/evals.py
-from minisora.following import chance_scores, described_clips
 from minisora.sample import load_dit
 from studies import ROOT, TEXT_TO_VIDEO, kept_steps, planned, train_all  # scripts/studies.py
 
@@ -68,8 +68,9 @@ def score(name: str, ckpt: str, common: list[str], clips: int, keep: Path | None
 
 
 def table(rows: list[dict], chance: dict | None = None) -> str:
-    """The ablation as a Markdown table, one row per model and prompt kind, then the real clips (and, given
-    ``chance``, the real clips held to other clips' prompts)."""
+    """The ablation as a Markdown table, one row per model and prompt kind (and the model's clips of the descriptive
+    prompts held to other clips' prompts, where scored), then the real clips (and, given ``chance``, the real clips
+    held to other clips' prompts)."""
     pct = lambda v: f"{100 * v:.0f}%"
     lines = ["| model (share of descriptive captions) | prompts | one digit right | two digits right | start | "
              "first direction | first bounce | all three |", "|---|---|---|---|---|---|---|---|"]
@@ -81,6 +82,10 @@ def table(rows: list[dict], chance: dict | None = None) -> str:
         if "descriptive" in r:
             d = r["descriptive"]["generated"]
             lines.append(f"| {model} | descriptive captions of real clips | {pct(d['alignment'])} | | "
+                         + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+        if "generated_chance" in r.get("descriptive", {}):  # its clips held to other clips' prompts
+            d = r["descriptive"]["generated_chance"]
+            lines.append(f"| {model} | the same clips, another clip's prompt (its chance) | | | "
                          + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
     d = rows[0]["descriptive"]["real"]
     lines.append(f"| real clips | | {pct(d['alignment'])} | | "
@@ -124,8 +129,7 @@ def main() -> None:
             n: shlex.join(["python", "-m", "minisora", "train", *f]) for n, (f, _, _) in plans.items()},
             train_steps={n: s for n, (_, s, _) in plans.items()})
     result["rows"] = [row for name, ckpt, keep in models for row in score(name, ckpt, common, args.clips, keep)]
-    real, _, _, motions = described_clips(args.clips, args.seed)  # the real clips of the descriptive prompts
-    result["chance"] = chance_scores(real, motions)
+    result["chance"] = next(r["descriptive"]["chance"] for r in result["rows"] if "descriptive" in r)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(table(result["rows"], result["chance"]))
 

@@ -230,4 +230,6 @@ def test_eval_command_measures_descriptive_prompts_and_expands(micro_run, tmp_pa
     assert result["settings"]["expand"] is True and result["descriptive"]["clips"] == 2
     assert len(asked) == 4 and all(" starts " in p for p in asked)  # "0", "1", "a and b" x 2, each expanded
     assert {"start", "direction", "bounce", "all_three", "alignment"} <= set(result["descriptive"]["generated"])
+    checks = {"start", "direction", "bounce", "all_three"}
+    assert set(result["descriptive"]["generated_chance"]) == set(result["descriptive"]["chance"]) == checks
     assert "Descriptive prompts, 2 one-digit clips" in capsys.readouterr().out
