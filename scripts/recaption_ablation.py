@@ -72,6 +72,7 @@ def table(rows: list[dict], chance: dict | None = None) -> str:
     prompts held to other clips' prompts, where scored), then the real clips (and, given ``chance``, the real clips
     held to other clips' prompts)."""
     pct = lambda v: f"{100 * v:.0f}%"
+    checks = lambda d: " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three"))  # the last 4 cells
     lines = ["| model (share of descriptive captions) | prompts | one digit right | two digits right | start | "
              "first direction | first bounce | all three |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -81,18 +82,14 @@ def table(rows: list[dict], chance: dict | None = None) -> str:
                      f"{pct(two['alignment'])} | | | | |")
         if "descriptive" in r:
             d = r["descriptive"]["generated"]
-            lines.append(f"| {model} | descriptive captions of real clips | {pct(d['alignment'])} | | "
-                         + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+            lines.append(f"| {model} | descriptive captions of real clips | {pct(d['alignment'])} | | {checks(d)} |")
         if "generated_chance" in r.get("descriptive", {}):  # its clips held to other clips' prompts
-            d = r["descriptive"]["generated_chance"]
             lines.append(f"| {model} | the same clips, another clip's prompt (its chance) | | | "
-                         + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+                         f"{checks(r['descriptive']['generated_chance'])} |")
     d = rows[0]["descriptive"]["real"]
-    lines.append(f"| real clips | | {pct(d['alignment'])} | | "
-                 + " | ".join(pct(d[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+    lines.append(f"| real clips | | {pct(d['alignment'])} | | {checks(d)} |")
     if chance:
-        lines.append("| real clips, another clip's prompt (chance) | | | | "
-                     + " | ".join(pct(chance[k]) for k in ("start", "direction", "bounce", "all_three")) + " |")
+        lines.append(f"| real clips, another clip's prompt (chance) | | | | {checks(chance)} |")
     return "\n".join(lines)
 
 
