@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .config import REQUIRED, check_device, check_positive, option
 from .diffusion import RectifiedFlow
-from .dit import PRESETS, DiT, flops_per_clip, get_preset, parameter_count
+from .dit import ATTENTIONS, PRESETS, DiT, flops_per_clip, get_preset, parameter_count
 from .packing import ClipLayout, NaViT, pack, pad_to_longest
 from .sample import PEER_NAMES, latent_shape
 from .sizes import draw_shape, patch_grid
@@ -227,7 +227,7 @@ class BenchConfig:
                                          choices=("fp32", "bf16"))
     peers: tuple[str, ...] = option(PEER_NAMES, "peers: the diffusers models to set beside minisora's (Latte: "
                                                 "factorized attention; Wan: full attention with RoPE)", choices=PEER_NAMES)
-    attention: str = option("full", "train: the attention mode", choices=("full", "factorized"))
+    attention: str = option("full", "train: the attention mode", choices=tuple(ATTENTIONS))
     batches: int = option(50, "random batches averaged for the utilisation")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
     backends: tuple[str, ...] | None = option(None, "attention backends to time (default: loop and dense on CPU, "

@@ -7,9 +7,12 @@
              x = x + gate_2 * MLP(modulate(LN(x), shift_2, scale_2))
     output   prediction = unpatchify(Linear(modulate(LN(x), shift, scale)))   zero-initialised
 
-Self-attention is ``full`` (every token sees every token of its clip) or ``factorized``: blocks
+Self-attention is ``full`` (every token sees every token of its clip), ``factorized``: blocks
 alternate between *spatial* attention (tokens of one frame) and *temporal* attention (tokens at one
-position across frames), as in Latte and Open-Sora. Positions are fixed 3D sin-cos, so the grid
+position across frames), as in Latte and Open-Sora, or ``hybrid``: spatial blocks alternate with full
+ones, so a moving object's tokens can see it in other frames where it is, not only where it was
+(factorized blocks see other frames at one position only). A block's weights are the same in every
+mode, so a factorized model can be turned hybrid and fine-tuned (``train --init``). Positions are fixed 3D sin-cos, so the grid
 can change between training and sampling. Attention never crosses clips: a batch is a batch.
 
 Options for small models (see ``docs/recipe.md`` for what each one measured):
@@ -44,13 +47,17 @@ from .vae import latent_space
 from .vit import MLP, Attention
 
 
+# attention: the modes its blocks cycle through (which tokens each block's self-attention mixes)
+ATTENTIONS = {"full": ("full",), "factorized": ("spatial", "temporal"), "hybrid": ("spatial", "full")}
+
+
 @dataclass(frozen=True)
 class DiTConfig:
     dim: int = 128
     depth: int = 4
     heads: int = 4
     patch: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
-    attention: str = "full"  # "full" or "factorized"
+    attention: str = "full"  # a key of ATTENTIONS
     in_channels: int | None = None  # channels of what it denoises; None: the VAE's latent channels (1 for pixels)
     vae: str = "frame"  # "frame", "spacetime" or "none" (pixels)
     frames: int = 20  # the clip size the model trains on (pixels)
@@ -64,8 +71,8 @@ class DiTConfig:
     skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
 
     def __post_init__(self):
-        if self.attention not in ("full", "factorized"):
-            raise ValueError(f"attention must be 'full' or 'factorized', got {self.attention!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {list(ATTENTIONS)}, got {self.attention!r}")
         if self.vae not in ("frame", "spacetime", "none"):
             raise ValueError(f"vae must be 'frame', 'spacetime' or 'none', got {self.vae!r}")
         if self.dim % self.heads or (self.rope and (self.dim // self.heads) % 2):
@@ -104,10 +111,9 @@ def get_preset(name: str, **overrides) -> DiTConfig:
 
 
 def block_modes(config: DiTConfig) -> list[str]:
-    """Which tokens each block's self-attention mixes: all "full", or alternating "spatial" / "temporal"."""
-    if config.attention == "full":
-        return ["full"] * config.depth
-    return [("spatial", "temporal")[i % 2] for i in range(config.depth)]
+    """Which tokens each block's self-attention mixes: "full", "spatial" or "temporal", by ATTENTIONS."""
+    cycle = ATTENTIONS[config.attention]
+    return [cycle[i % len(cycle)] for i in range(config.depth)]
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from .checkpoint import RunRecord, load_checkpoint, save_checkpoint, write_manif
 from .config import check_device, check_finite, check_positive, check_probability, option
 from .data import MovingMNIST
 from .digits import Digits, load_digits
-from .dit import PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .evaluator import load_evaluator, prompt_agreement
 from .geometry import DIGIT
 from .motion import get_config
@@ -57,7 +57,9 @@ class TrainConfig:
                                    "wan (--attention full --no-conv); peers take no given frames (--p-known 0), mixed "
                                    "sizes or REPA", choices=("minisora", *PEER_NAMES))
     attention: str = option("factorized", "full: joint spacetime attention; factorized: blocks alternate spatial and "
-                                    "temporal attention", choices=("full", "factorized"))
+                                          "temporal attention; hybrid: blocks alternate spatial and full attention "
+                                          "(a factorized --init becomes hybrid with the same weights)",
+                            choices=tuple(ATTENTIONS))
     dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
     depth: int | None = option(None, "number of DiT blocks instead of the preset's")
     heads: int | None = option(None, "attention heads instead of the preset's")
@@ -270,7 +272,7 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     model = denoiser_class(cfg.arch)(cfg.model_config()).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
-        if start.config != model.config:
+        if replace(start.config, attention=model.config.attention) != model.config:  # attention: the same weights
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
     aligner = load_aligner(device=device) if cfg.repa else None

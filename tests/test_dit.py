@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minisora.dit import PRESETS, DiT, DiTBlock, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from minisora.dit import ATTENTIONS, PRESETS, DiT, DiTBlock, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -22,7 +22,7 @@ def inputs(model: DiT, batch: int = 3, frames: int = 20, size: int = 16):
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
-@pytest.mark.parametrize("attention", ["full", "factorized"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_shapes_for_every_preset_and_attention(preset, attention):
     config = get_preset(preset, attention=attention)
     if preset in ("small", "base"):  # build only: a forward pass is too slow for a unit test
@@ -49,7 +49,7 @@ def test_adaln_zero_blocks_are_the_identity_at_init_and_output_is_zero():
     assert torch.equal(model(xs, t, ids), torch.zeros_like(xs))  # zero-initialised final layer
 
 
-@pytest.mark.parametrize("attention", ["full", "factorized"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_clips_in_a_batch_do_not_influence_each_other(attention):
     model = perturb(DiT(get_preset("micro", attention=attention))).eval()
     x, t, ids = inputs(model)
@@ -77,8 +77,9 @@ def test_factorized_attention_mixes_only_within_frames_or_positions():
 
 def test_block_modes_and_costs():
     assert block_modes(get_preset("tiny", attention="factorized")) == ["spatial", "temporal"] * 2
-    full, fact = get_preset("small"), get_preset("small", attention="factorized")
-    assert flops_per_clip(fact) < flops_per_clip(full)  # factorized attention sees fewer tokens
+    assert block_modes(get_preset("tiny", attention="hybrid")) == ["spatial", "full"] * 2
+    full, fact, hybrid = (get_preset("small", attention=a) for a in ("full", "factorized", "hybrid"))
+    assert flops_per_clip(fact) < flops_per_clip(hybrid) < flops_per_clip(full)  # factorized sees fewest tokens
     assert tokens_per_clip(get_preset("tiny")) == (10, 8, 8)
     assert flops_per_clip(full, training=True) == 3 * flops_per_clip(full, training=False)
 
@@ -169,7 +170,7 @@ def test_rotary_attention_depends_on_offsets_only():
     assert not torch.allclose(attn(x, angles), attn(x, angles.flip(0)), atol=1e-3)
 
 
-@pytest.mark.parametrize("attention", ["full", "factorized"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_rope_model_keeps_clips_apart_and_any_grid(attention):
     model = perturb(DiT(get_preset("micro", attention=attention, rope=True))).eval()
     x, t, ids = inputs(model)

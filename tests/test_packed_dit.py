@@ -16,6 +16,7 @@ def clips(channels: int, generator: torch.Generator) -> list[torch.Tensor]:
 @pytest.mark.parametrize("backend", ["dense", "loop"])
 @pytest.mark.parametrize("options", [dict(attention="full"), dict(attention="factorized"),
                                      dict(attention="factorized", conv=True, rope=True),
+                                     dict(attention="hybrid", conv=True, rope=True),
                                      dict(attention="full", rope=True, skips=True, depth=4)])
 def test_packed_equals_each_clip_alone(options, backend):
     torch.manual_seed(0)

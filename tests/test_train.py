@@ -137,6 +137,14 @@ def test_init_starts_from_given_weights(tmp_path):
         build(replace(QUICK, preset="tiny", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
 
 
+def test_init_turns_a_factorized_model_hybrid_with_the_same_weights(tmp_path):
+    train(replace(QUICK, out=str(tmp_path / "a"), steps=2, attention="factorized"), progress=False)
+    start, _ = load_dit(tmp_path / "a" / "ckpt.pt")
+    model = build(replace(QUICK, attention="hybrid", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu")).model
+    assert model.config.attention == "hybrid" and [b.mode for b in model.blocks] == ["spatial", "full"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in start.state_dict().items())
+
+
 def test_given_frames_must_be_whole_tubelets_and_are_kept(tmp_path):
     train(replace(QUICK, out=str(tmp_path), steps=1), progress=False)
     model, _ = load_dit(tmp_path / "ckpt.pt")
