@@ -12,8 +12,8 @@ alternate between *spatial* attention (tokens of one frame) and *temporal* atten
 position across frames), as in Latte and Open-Sora, or ``hybrid``: spatial blocks alternate with full
 ones, so a moving object's tokens can see it in other frames where it is, not only where it was
 (factorized blocks see other frames at one position only). A block's weights are the same in every
-mode, so a factorized model can be turned hybrid and fine-tuned (``train --init``). Positions are fixed 3D sin-cos, so the grid
-can change between training and sampling. Attention never crosses clips: a batch is a batch.
+mode, so a factorized model can be turned hybrid and fine-tuned (``train --init``). Positions are
+fixed 3D sin-cos, so the grid can change between training and sampling. Attention never crosses clips: a batch is a batch.
 
 Options for small models (see ``docs/recipe.md`` for what each one measured):
 ``conv`` adds a depthwise 3x3x3 convolution over the token grid to each block,

@@ -58,7 +58,7 @@ class TrainConfig:
                                    "sizes or REPA", choices=("minisora", *PEER_NAMES))
     attention: str = option("factorized", "full: joint spacetime attention; factorized: blocks alternate spatial and "
                                           "temporal attention; hybrid: blocks alternate spatial and full attention "
-                                          "(a factorized --init becomes hybrid with the same weights)",
+                                          "(an --init of another mode loads: the weights are the same)",
                             choices=tuple(ATTENTIONS))
     dim: int | None = option(None, "model width instead of the preset's (width vs depth at equal FLOPs)")
     depth: int | None = option(None, "number of DiT blocks instead of the preset's")
