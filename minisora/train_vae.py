@@ -19,7 +19,7 @@ from .config import check_device, check_finite, check_positive, option
 from .data import MovingMNIST, standard_test_set
 from .metrics import psnr, ssim
 from .optim import warmup_cosine
-from .vae import KL_WEIGHT, VAE, VAE_PATHS, VAEConfig, encode_decode_ms
+from .vae import KL_WEIGHT, VAE, VAE_PATHS, VAEConfig, encode_decode_ms, high_frequency_share, load_vae
 
 
 def clips(dataset: MovingMNIST, start: int, n: int, device: str = "cpu") -> torch.Tensor:
@@ -37,15 +37,18 @@ def measure_latent_scale(vae: VAE, n: int = 64, seed: int = 1) -> float:
 
 @torch.no_grad()
 def evaluate(vae: VAE, n: int = 100, batch: int = 10) -> dict:
-    """PSNR and SSIM (data_range 1) of reconstructions of the first ``n`` standard test clips."""
+    """PSNR and SSIM (data_range 1) of reconstructions of the first ``n`` standard test clips, and the share of
+    the latent's spectral energy in high frequencies (``vae.high_frequency_share``, of the posterior means)."""
     test = standard_test_set("mnist5k")
     device = vae.latent_scale.device
-    scores = {"psnr": 0.0, "ssim": 0.0}
+    scores = {"psnr": 0.0, "ssim": 0.0, "latent_high_frequency_share": 0.0}
     for i in range(0, n, batch):
         x = clips(test, i, batch, device)
-        x_hat = vae.reconstruct(x)
+        z = vae.encode(x).mean
+        x_hat = vae.decode(z)
         scores["psnr"] += float(psnr(x_hat, x)) * batch / n
         scores["ssim"] += float(ssim(x_hat, x)) * batch / n
+        scores["latent_high_frequency_share"] += high_frequency_share(z) * batch / n
     return {"test_clips": n, **{k: round(v, 4) for k, v in scores.items()}}
 
 
@@ -58,6 +61,11 @@ class VAETrainConfig:
     steps: int = option(6000, "optimisation steps")
     batch_size: int = option(4, "clips (of 20 frames) per step")
     kl_weight: float = option(KL_WEIGHT, "beta, the weight of the KL term")
+    scale_equivariance: float = option(0.0, "gamma, the weight of the scale-equivariance term (Skorokhodov et al. "
+                                            "2025): pooled latents must decode to the pooled clip, which moves the "
+                                            "latent's spectrum to low frequencies (easier to diffuse); 0 = off")
+    init: str | None = option(None, "start from these VAE weights instead of random ones (a fine-tune), e.g. "
+                                    "data/vae_frame.pt; their kind must be --kind")
     lr: float = option(2e-3, "peak AdamW learning rate (warm-up, then cosine decay)")
     seed: int = option(0, "seed for initialisation, clips and sampling")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
@@ -69,6 +77,9 @@ class VAETrainConfig:
         check_positive(self, "steps", "batch_size", "ckpt_every")
         check_finite(self, "lr", above=0.0)
         check_finite(self, "kl_weight", at_least=0.0)
+        check_finite(self, "scale_equivariance", at_least=0.0)
+        if self.init is not None and not Path(self.init).is_file():
+            raise FileNotFoundError(f"--init {self.init}: no such VAE checkpoint")
         check_device(self.device)
 
 
@@ -81,13 +92,18 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True, command: str = "", sav
     generator = torch.Generator(device=device).manual_seed(seed)
     data = MovingMNIST("train", steps * batch_size, seed=seed, digits="mnist5k")
     vae = VAE(VAEConfig(kind=kind)).to(device)
+    if cfg.init is not None:
+        start = load_vae(cfg.init, device)
+        if start.config != vae.config:
+            raise ValueError(f"--init {cfg.init} is a {start.config} VAE; expected {vae.config}")
+        vae.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps, warmup=min(100, steps // 10 + 1))
     out = Path(cfg.out)
     bar = tqdm(range(steps), desc=f"train {kind} VAE", unit="step", disable=not progress)
     for step in bar:
         x = clips(data, step * batch_size, batch_size, device)
-        loss, parts = vae.loss(x, cfg.kl_weight, generator)
+        loss, parts = vae.loss(x, cfg.kl_weight, generator, cfg.scale_equivariance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

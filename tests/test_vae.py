@@ -7,8 +7,8 @@ import torch
 
 from minisora.data import standard_test_set
 from minisora.metrics import psnr
-from minisora.train_vae import clips
-from minisora.vae import VAE_PATHS, load_vae
+from minisora.train_vae import VAETrainConfig, clips, train_vae
+from minisora.vae import SE_FACTORS, VAE_PATHS, high_frequency_share, load_vae, pool
 from minisora.vae import VAE, DiagonalGaussian, VAEConfig
 
 FLOORS = {"frame": 28.0, "spacetime": 25.0}  # well under the measured quality: catches a broken VAE, not noise
@@ -68,3 +68,38 @@ def test_loading_checks_the_checkpoint(tmp_path):
     torch.save({"model": {}}, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match="is not a VAE checkpoint"):
         load_vae(tmp_path / "odd.pt")
+
+
+def test_high_frequency_share_tells_smooth_maps_from_fine_detail():
+    y, x = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    blob = torch.exp(-((y - 8) ** 2 + (x - 8) ** 2) / 18)  # a smooth bump: low frequencies only
+    checkers = ((y + x) % 2) * 2 - 1  # the highest frequency there is
+    assert high_frequency_share(blob) < 0.01
+    assert high_frequency_share(checkers) > 0.99
+
+
+def test_pool_averages_spatial_cells_only():
+    x = torch.arange(2 * 3 * 4 * 4.0).reshape(1, 2, 3, 4, 4)
+    pooled = pool(x, 2)
+    assert pooled.shape == (1, 2, 3, 2, 2)
+    assert pooled[0, 1, 2, 0, 1] == x[0, 1, 2, :2, 2:].mean()
+
+
+def test_scale_equivariance_adds_the_pooled_reconstructions_to_the_loss():
+    torch.manual_seed(0)
+    vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 3, 16, 16)
+    plain, parts = vae.loss(x, generator=torch.Generator().manual_seed(1))
+    assert "se" not in parts
+    regularised, parts = vae.loss(x, generator=torch.Generator().manual_seed(1), scale_equivariance=2.0)
+    z = vae.encode(x).sample(torch.Generator().manual_seed(1))  # the same latent sample the loss drew
+    se = sum(torch.nn.functional.binary_cross_entropy_with_logits(vae.decode_logits(pool(z, f)), pool(x, f))
+             for f in SE_FACTORS) / len(SE_FACTORS)
+    torch.testing.assert_close(regularised - plain, 2.0 * se)
+    assert parts["se"] == pytest.approx(se.item())
+
+
+def test_fine_tuning_needs_a_vae_of_the_same_kind(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--init .*missing.pt: no such VAE checkpoint"):
+        VAETrainConfig(init=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="--init .* is a .*spacetime.* VAE; expected .*frame"):
+        train_vae(VAETrainConfig(kind="frame", init=str(VAE_PATHS["spacetime"]), steps=1), progress=False, save=False)
