@@ -121,6 +121,19 @@ class RunRecord:
                 "wall_time_s": self.wall_time_s if self.wall_time_s is not None else self.stop(), **measured}
 
 
+def init_record(weights: str | Path) -> dict:
+    """Where a run's starting weights came from: the path and, when it is beside them, their manifest's
+    account of how they were made (command, code, steps, time, and their own ``init``, if any)."""
+    manifest = Path(weights).with_suffix(".json")
+    if not manifest.exists():
+        return {"weights": str(weights)}
+    made = json.loads(manifest.read_text())
+    keys = ["command", "code_version", "device", "steps", "steps_done", "train_time_s", "final_loss", "init"]
+    if "train_time_s" not in made:  # a manifest whose wall time is its training time (a DiT's export is not)
+        keys.insert(-2, "wall_time_s")
+    return {"weights": str(weights), **{k: made[k] for k in keys if k in made}}
+
+
 def write_manifest(manifest: dict, path: str | Path) -> Path:
     """Write a manifest as indented JSON, atomically."""
     return atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoint import RunRecord, load_checkpoint, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, init_record, load_checkpoint, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, check_probability, option
 from .data import MovingMNIST
 from .digits import Digits, load_digits
@@ -516,17 +516,6 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
             "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
             "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None,
             **({"init": init_record(cfg.init)} if cfg.init else {})}
-
-
-def init_record(weights: str | Path) -> dict:
-    """Where a run's starting weights came from: the path and, when it is beside them, their manifest's
-    account of how they were made (command, code, steps, time, and their own ``init``, if any)."""
-    manifest = Path(weights).with_suffix(".json")
-    if not manifest.exists():
-        return {"weights": str(weights)}
-    made = json.loads(manifest.read_text())
-    keys = ("command", "code_version", "device", "steps_done", "train_time_s", "final_loss", "init")
-    return {"weights": str(weights), **{k: made[k] for k in keys if k in made}}
 
 
 def plot_loss(log_path: Path, path: Path) -> Path:

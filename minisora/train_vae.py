@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import RunRecord, save_checkpoint, write_manifest
+from .checkpoint import RunRecord, init_record, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import MovingMNIST, standard_test_set
 from .metrics import psnr, ssim
@@ -92,6 +92,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True, command: str = "", sav
     generator = torch.Generator(device=device).manual_seed(seed)
     data = MovingMNIST("train", steps * batch_size, seed=seed, digits="mnist5k")
     vae = VAE(VAEConfig(kind=kind)).to(device)
+    origin = {"init": init_record(cfg.init)} if cfg.init else {}  # read now: --out may be the same file
     if cfg.init is not None:
         start = load_vae(cfg.init, device)
         if start.config != vae.config:
@@ -118,7 +119,8 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True, command: str = "", sav
     summary = run.manifest(settings=asdict(cfg), steps=steps, config=asdict(vae.config),
                            parameters=sum(p.numel() for p in vae.parameters()), compression=vae.compression(),
                            latent_scale=round(float(vae.latent_scale), 5), **evaluate(vae),
-                           encode_decode_ms_per_clip_cpu=round(speed, 1))
+                           encode_decode_ms_per_clip_cpu=round(speed, 1),
+                           **origin)
     if save:
         save_checkpoint({"config": asdict(vae.config), "model": vae.state_dict()}, out)
         summary["weights_bytes"] = out.stat().st_size

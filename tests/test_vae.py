@@ -103,3 +103,12 @@ def test_fine_tuning_needs_a_vae_of_the_same_kind(tmp_path):
         VAETrainConfig(init=str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="--init .* is a .*spacetime.* VAE; expected .*frame"):
         train_vae(VAETrainConfig(kind="frame", init=str(VAE_PATHS["spacetime"]), steps=1), progress=False, save=False)
+
+
+def test_a_fine_tune_records_where_its_weights_started(tmp_path):
+    shipped = json.loads(VAE_PATHS["frame"].with_suffix(".json").read_text())
+    cfg = VAETrainConfig(init=str(VAE_PATHS["frame"]), steps=1, scale_equivariance=1.0, out=str(tmp_path / "v.pt"))
+    _, summary = train_vae(cfg, progress=False, save=False)
+    assert summary["init"]["weights"] == str(VAE_PATHS["frame"])
+    assert summary["init"]["command"] == shipped["command"] and summary["init"]["steps"] == shipped["steps"]
+    assert 0 < summary["latent_high_frequency_share"] < 1
