@@ -43,7 +43,7 @@ from .diffusion import TimestepEmbedding
 from .packing import ClipLayout
 from .patches import PatchEmbed, axis_dims, grid_coords, sincos_coords, sincos_nd, unpatchify
 from .text import TextEncoder, Tokenizer
-from .vae import latent_space
+from .vae import SPACES, latent_space
 from .vit import MLP, Attention
 
 
@@ -59,7 +59,7 @@ class DiTConfig:
     patch: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
     attention: str = "full"  # a key of ATTENTIONS
     in_channels: int | None = None  # channels of what it denoises; None: the VAE's latent channels (1 for pixels)
-    vae: str = "frame"  # "frame", "spacetime" or "none" (pixels)
+    vae: str = "frame"  # a shipped VAE's name ("frame", "frame-se", "spacetime") or "none" (pixels): vae.SPACES
     frames: int = 20  # the clip size the model trains on (pixels)
     size: int = 64
     text_dim: int = 128
@@ -73,8 +73,8 @@ class DiTConfig:
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {list(ATTENTIONS)}, got {self.attention!r}")
-        if self.vae not in ("frame", "spacetime", "none"):
-            raise ValueError(f"vae must be 'frame', 'spacetime' or 'none', got {self.vae!r}")
+        if self.vae not in SPACES:
+            raise ValueError(f"vae must be one of {list(SPACES)}, got {self.vae!r}")
         if self.dim % self.heads or (self.rope and (self.dim // self.heads) % 2):
             raise ValueError(f"dim={self.dim} must split into {self.heads} heads (of an even size, for rope)")
         channels, temporal, spatial = latent_space(self.vae)

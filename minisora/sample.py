@@ -29,7 +29,8 @@ class VideoCodec:
         self.kind = kind
         self.vae: VAE | None = None if kind == "none" else load_vae(kind, device)
         if self.vae is not None:  # channels-last convolutions: 2.6x faster encoding on a CPU, same latents
-            self.vae.to(memory_format=torch.channels_last if kind == "frame" else torch.channels_last_3d)
+            frames = self.vae.config.kind == "frame"
+            self.vae.to(memory_format=torch.channels_last if frames else torch.channels_last_3d)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
 from .sample import PEER_NAMES, VideoCodec, denoiser_class, generate, load_dit, objective_of
 from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
+from .vae import SPACES, latent_space
 from .viz import save_gif
 
 SAMPLE_PROMPTS = ("3", "7", "1 and 8", "a 5 starts at the top left and moves down and right, bouncing off the bottom wall.")
@@ -69,8 +70,8 @@ class TrainConfig:
     conv: bool = option(True, "a depthwise 3x3x3 convolution over the token grid in each DiT block")
     skips: bool = option(False, "U-ViT long skips between the first and second half of the blocks")
     rope: bool = option(True, "3D rotary positions with QK-norm in self-attention instead of added sin-cos positions")
-    vae: str = option("frame", "the space the model denoises: latents of the shipped frame or spacetime VAE, "
-                               "or pixels", choices=("frame", "spacetime", "none"))
+    vae: str = option("frame", "the space the model denoises: latents of a shipped VAE (frame; frame-se, the frame "
+                               "VAE fine-tuned for a smoother latent; spacetime) or pixels (none)", choices=SPACES)
     objective: str = option("flow", "rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear "
                                     "schedule)", choices=("flow", "ddpm"))
     shift: float = option(3.0, "rectified flow: shift training times and the sampling grid towards noise, "
@@ -272,7 +273,10 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     model = denoiser_class(cfg.arch)(cfg.model_config()).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
-        if replace(start.config, attention=model.config.attention) != model.config:  # attention: the same weights
+        # the same weights in every attention mode, and for every latent space of the same shape (a VAE fine-tune)
+        same = latent_space(start.config.vae) == latent_space(model.config.vae)
+        if replace(start.config, attention=model.config.attention, vae=model.config.vae if same else
+                   start.config.vae) != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
     aligner = load_aligner(device=device) if cfg.repa else None

@@ -30,7 +30,9 @@ from torch import nn
 from .checkpoint import load_model
 from .digits import DATA_DIR
 
-VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "spacetime": DATA_DIR / "vae_spacetime.pt"}
+# The shipped VAEs by name: "frame-se" is the frame VAE fine-tuned with the scale-equivariance term (``VAE.loss``)
+VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "frame-se": DATA_DIR / "vae_frame_se.pt",
+             "spacetime": DATA_DIR / "vae_spacetime.pt"}
 
 KL_WEIGHT = 1e-3  # beta: enough to keep latents Gaussian-like, small enough to keep digits sharp
 SE_FACTORS = (2, 4)  # the spatial poolings the scale-equivariance loss decodes
@@ -56,12 +58,17 @@ class VAEConfig:
         return 2 if self.kind == "spacetime" else 1
 
 
-def latent_space(kind: str) -> tuple[int, int, int]:
-    """(channels, temporal factor, spatial factor) of the space a DiT denoises: a shipped VAE's latents ("frame",
-    "spacetime"; both are ``VAEConfig``'s defaults but for the kind) or pixels ("none")."""
-    if kind == "none":
+SPACES = (*VAE_PATHS, "none")  # what a DiT can denoise: a shipped VAE's latents, or pixels
+
+
+def latent_space(space: str) -> tuple[int, int, int]:
+    """(channels, temporal factor, spatial factor) of the space a DiT denoises: a shipped VAE's latents (each is
+    ``VAEConfig``'s defaults but for the kind, the part of its name before any "-") or pixels ("none")."""
+    if space not in SPACES:
+        raise ValueError(f"the space a DiT denoises must be one of {list(SPACES)}, got {space!r}")
+    if space == "none":
         return 1, 1, 1
-    c = VAEConfig(kind=kind)
+    c = VAEConfig(kind=space.split("-")[0])
     return c.latent_channels, c.temporal_factor, c.spatial_factor
 
 
@@ -231,15 +238,16 @@ def high_frequency_share(z: torch.Tensor) -> float:
     """The share of a frame's (or latent's) spectral energy above half the Nyquist frequency along H or W,
     over the last two dims after removing each map's mean: about 0.05 for 64x64 Moving MNIST frames, 0.24 for
     them pooled to 16x16; a latent well above its pooled frames is harder for a diffusion model to draw."""
+    z = z.detach()
     power = torch.fft.fft2(z - z.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)
     fy, fx = (torch.fft.fftfreq(n, device=z.device).abs() > 0.25 for n in z.shape[-2:])
     high = fy[:, None] | fx[None, :]
     return float(power[..., high].sum() / power.sum())
 
 
-def load_vae(kind_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
-    """A shipped VAE by kind ("frame", "spacetime") or any checkpoint written by ``train_vae.train_vae``."""
-    return load_model(VAE_PATHS.get(str(kind_or_path), Path(kind_or_path)), VAE, VAEConfig, device)[0]
+def load_vae(name_or_path: str | Path = "frame", device: str = "cpu") -> VAE:
+    """A shipped VAE by name (a key of ``VAE_PATHS``) or any checkpoint written by ``train_vae.train_vae``."""
+    return load_model(VAE_PATHS.get(str(name_or_path), Path(name_or_path)), VAE, VAEConfig, device)[0]
 
 
 @torch.no_grad()

@@ -145,6 +145,16 @@ def test_init_turns_a_factorized_model_hybrid_with_the_same_weights(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in start.state_dict().items())
 
 
+def test_init_moves_a_model_to_a_fine_tuned_vae_of_the_same_shape_only(tmp_path):
+    train(replace(QUICK, out=str(tmp_path / "a"), steps=1), progress=False)  # on the frame VAE's latents
+    start, _ = load_dit(tmp_path / "a" / "ckpt.pt")
+    model = build(replace(QUICK, vae="frame-se", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu")).model
+    assert model.config.vae == "frame-se"
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in start.state_dict().items())
+    with pytest.raises(ValueError, match="holds a different model"):  # pixels: another shape of input
+        build(replace(QUICK, vae="none", init=str(tmp_path / "a" / "ckpt.pt")), torch.device("cpu"))
+
+
 def test_given_frames_must_be_whole_tubelets_and_are_kept(tmp_path):
     train(replace(QUICK, out=str(tmp_path), steps=1), progress=False)
     model, _ = load_dit(tmp_path / "ckpt.pt")
