@@ -5,6 +5,10 @@
 Always, on real one-digit test clips (the model's own null prompt, rectified flow):
 - **x0 explained**: 1 - |x0_hat - x0|^2 / |x0 - mean x0|^2 of the one-step prediction x0_hat = x_t - t v
   at t = 0.5 / 0.7 / 0.8 / 0.9: how much of the clip the model can see through the noise.
+- **latent high-frequency share** (``vae.high_frequency_share``) of the space the model denoises, on those clips:
+  the frames pooled to the frame VAE's 16x16 have about 0.24; a latent far above that is hard to draw (its
+  positions live in the fine detail a sampler settles last; docs/recipe.md, session 15). x0 explained and the
+  validation loss compare models of one latent space only.
 - **validation loss** (``minisora.scaling``): the training loss on held-out test clips with their short captions,
   at fixed times and noise: one smooth number per model.
 - **attention entropy** per block at t = 0.7, as a share of the maximum log(keys): 1 = uniform (each
@@ -30,6 +34,7 @@ from minisora.physics import probe, summarize, track
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 from minisora.scaling import validation_loss
 from minisora.train import TrainConfig, TrainingClips
+from minisora.vae import high_frequency_share
 
 
 def attention_entropy(model, z, time, ids) -> list[float]:
@@ -72,6 +77,7 @@ def diagnose(model, codec, objective, clips: int = 16, seed: int = 0) -> dict:
     out = {"x0_explained": x0_explained(model, codec, objective, clips, seed),
            "validation_loss": validation_loss(model, codec, objective, seed=seed)}
     z, noise = noised_test_clips(codec, clips, seed)
+    out["latent_high_frequency_share"] = round(high_frequency_share(z), 3)
     null = model.null_ids(clips)
     tt = torch.full((clips,), 0.7)
     x_t = objective.q_sample(z, tt, noise)
