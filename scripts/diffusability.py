@@ -96,9 +96,9 @@ def cell(result: dict, paths, fmt: str) -> str:
     return " / ".join(FORMATS[fmt](value(result, p)) for p in (paths if isinstance(paths, list) else [paths]))
 
 
-def table(probe: dict) -> str:
-    """The markdown table of docs/diffusability_probe.json: each row, both models, at both seeds."""
-    models = probe["models"]
+def table(models: dict) -> str:
+    """A markdown table of a probe record's models (docs/diffusability_probe.json): each row, each model, at the
+    seeds of its evals (``eval_seed5``, ``eval_seed6``)."""
     head = " | ".join(f"{name}, seed {s}" for s in (5, 6) for name in models)
     lines = [f"| measure | {head} |", "|---|" + "---|" * 2 * len(models)]
     for label, paths, fmt in ROWS:
@@ -115,9 +115,12 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
+    p.add_argument("--section", default="models", choices=("models", "packed"),
+                   help="with --table: the 64x64 fine-tunes (models) or the packed models (packed)")
     args = p.parse_args()
     if args.table:
-        print(table(json.loads(Path(args.table).read_text())))
+        record = json.loads(Path(args.table).read_text())
+        print(table(record["models"] if args.section == "models" else record["packed"]["models"]))
         return
     x = real_clips(args.clips, 1, args.seed)[0][:, None]  # (N, 1, T, H, W)
     result = {"settings": vars(args), "vaes": {name: vae_row(name, x) for name in ("frame", "frame-se")},
