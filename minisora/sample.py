@@ -29,8 +29,8 @@ class VideoCodec:
         self.kind = kind
         self.vae: VAE | None = None if kind == "none" else load_vae(kind, device)
         if self.vae is not None:  # channels-last convolutions: 2.6x faster encoding on a CPU, same latents
-            frames = self.vae.config.kind == "frame"
-            self.vae.to(memory_format=torch.channels_last if frames else torch.channels_last_3d)
+            per_frame = self.vae.config.kind == "frame"  # 2D convolutions (frame, frame-se) or 3D
+            self.vae.to(memory_format=torch.channels_last if per_frame else torch.channels_last_3d)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
