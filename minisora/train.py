@@ -273,10 +273,10 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     model = denoiser_class(cfg.arch)(cfg.model_config()).to(device)
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
-        # the same weights in every attention mode, and for every latent space of the same shape (a VAE fine-tune)
-        same = latent_space(start.config.vae) == latent_space(model.config.vae)
-        if replace(start.config, attention=model.config.attention, vae=model.config.vae if same else
-                   start.config.vae) != model.config:
+        # the same weights in every attention mode, and in every latent space of one shape (a fine-tuned VAE's)
+        same_shape = latent_space(start.config.vae) == latent_space(model.config.vae)
+        if not same_shape or replace(start.config, attention=model.config.attention,
+                                     vae=model.config.vae) != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         model.load_state_dict(start.state_dict())
     aligner = load_aligner(device=device) if cfg.repa else None

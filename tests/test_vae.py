@@ -11,7 +11,8 @@ from minisora.train_vae import VAETrainConfig, clips, train_vae
 from minisora.vae import SE_FACTORS, VAE_PATHS, high_frequency_share, load_vae, pool
 from minisora.vae import VAE, DiagonalGaussian, VAEConfig
 
-FLOORS = {"frame": 28.0, "frame-se": 28.0, "spacetime": 25.0}  # well under the measured quality: catches a broken VAE, not noise
+# well under the measured quality: catches a broken VAE, not noise
+FLOORS = {"frame": 28.0, "frame-se": 28.0, "spacetime": 25.0}
 
 
 @pytest.mark.parametrize("kind, latent_t", [("frame", 20), ("spacetime", 10)])
