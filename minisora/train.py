@@ -17,6 +17,7 @@ generator state. Files in the run folder: ``ckpt.pt`` (atomic), ``log.jsonl``, `
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import RunRecord, init_record, load_checkpoint, save_checkpoint, write_manifest
@@ -107,6 +109,9 @@ class TrainConfig:
     sample_every: int = option(1000, "steps between sample GIFs (and one at the end); 0: none")
     sample_steps: int = option(25, "sampler steps for those GIFs")
     compile: bool = option(False, "torch.compile the model (GPU)")
+    workers: int = option(0, "processes that draw each step's clips ahead of the training loop (a GPU outruns the "
+                             "one CPU core that draws them in the loop); 0: drawn in the loop. The run is the same "
+                             "either way")
     sizes: str = option("fixed", "fixed: every clip is the preset's 20 frames of 64x64; mixed: clips of their own "
                                  "sizes (sides 32-128 px, square, wide and tall; 1 to 40 frames, 1 = a still image; "
                                  "96 px never), packed into rows (Patch n' Pack) up to --tokens a step; cropped: 20 "
@@ -131,6 +136,9 @@ class TrainConfig:
         check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_image")
         check_positive(self, "dim", "depth", "heads", "steps", "batch_size", "clips", "log_every", "ckpt_every",
                        "sample_steps", "stop_at", "tokens")
+        if self.workers < 0 or (self.workers and self.sizes == "mixed"):
+            raise ValueError(f"workers must be >= 0, and 0 with mixed sizes (their clips are drawn in the loop); "
+                             f"got workers={self.workers} with sizes={self.sizes}")
         if self.sizes == "mixed" and (self.repa or self.clips or self.p_image):
             raise ValueError(f"mixed sizes draw their own stills (1-frame clips) and do not combine with repa, clips "
                              f"or p_image (use --p-image 0); got repa={self.repa}, clips={self.clips}, "
@@ -294,7 +302,7 @@ CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step"
 OPTIONAL_KEYS = ("projector",)  # REPA's MLP, in runs with --repa
 
 
-FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile")  # may change on resume
+FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile", "workers")  # may change on resume
 
 
 def restore(cfg: TrainConfig, ckpt_path: Path, device, t: Trainee, generator: torch.Generator) -> int:
@@ -330,20 +338,45 @@ class Batch:
     known: torch.Tensor | None  # (b, T') conditioning frames, or None
 
 
-def draw_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: DiT, obj, codec: VideoCodec,
-               generator: torch.Generator, rank: int = 0, world: int = 1) -> Batch:
-    """Step ``step``'s batch for this process. The randomness is drawn for the whole global batch, identically on
-    every process, and each process keeps its own rows of it, so N processes train exactly like one."""
-    pt = model.config.patch[0]
+def step_rows(step: int, cfg: TrainConfig, config: DiTConfig, rank: int = 0, world: int = 1) -> tuple[bool, int, slice]:
+    """Step ``step``: whether it trains on stills, its global batch (an image per frame of tubelets of each clip),
+    and this process's rows of it."""
     image = cfg.p_image > 0 and np.random.default_rng([cfg.seed, 9, step]).random() < cfg.p_image
-    n = cfg.batch_size * (tokens_per_clip(model.config)[0] if image else 1)  # global: an image per frame of tubelets
-    rows = slice(rank * n // world, (rank + 1) * n // world)  # this process's rows of the global batch
+    n = cfg.batch_size * (tokens_per_clip(config)[0] if image else 1)
+    return image, n, slice(rank * n // world, (rank + 1) * n // world)
+
+
+def step_clips(step: int, cfg: TrainConfig, data: TrainingClips, config: DiTConfig, rank: int = 0,
+               world: int = 1) -> tuple[torch.Tensor, list[str]]:
+    """Step ``step``'s clips (or stills) and captions in this process's rows: (b, 1, T, H, W), b captions."""
+    image, n, rows = step_rows(step, cfg, config, rank, world)
     clips = range(step * n + rows.start, step * n + rows.stop)  # the run's clips (or stills) in those rows
-    videos, captions = data.images(clips, model.config.tubelet_frames) if image else data.batch(clips)
+    return data.images(clips, config.tubelet_frames) if image else data.batch(clips)
+
+
+def clip_stream(cfg: TrainConfig, data: TrainingClips, config: DiTConfig, steps: range, rank: int = 0,
+                world: int = 1):
+    """``step_clips`` of each step in ``steps``, in order: drawn in the loop, or ahead by ``cfg.workers``
+    processes (a DataLoader over step numbers; each step's clips depend on its number alone)."""
+    draw = functools.partial(step_clips, cfg=cfg, data=data, config=config, rank=rank, world=world)
+    if not cfg.workers:
+        return map(draw, steps)
+    return iter(DataLoader(steps, batch_size=None, collate_fn=draw, num_workers=cfg.workers, prefetch_factor=4,
+                           pin_memory=torch.cuda.is_available()))
+
+
+def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]], model: DiT, obj,
+               codec: VideoCodec, generator: torch.Generator, rank: int = 0, world: int = 1) -> Batch:
+    """Step ``step``'s batch for this process from its ``step_clips``. The randomness is drawn for the whole
+    global batch, identically on every process, and each process keeps its own rows of it, so N processes train
+    exactly like one."""
+    videos, captions = clips
+    image, n, rows = step_rows(step, cfg, model.config, rank, world)
+    pt = model.config.patch[0]
     device = next(model.parameters()).device
     t = obj.sample_t(n, "cpu", generator)[rows]
     drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[rows]
-    z = codec.encode(videos.to(device))  # (b, C, T', H', W')
+    z = codec.encode(videos.to(device, non_blocking=True))  # (b, C, T', H', W')
     noise = torch.randn((n, *z.shape[1:]), generator=generator)[rows]
     known = draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator)[rows] if cfg.p_known and not image else None
     ids = model.tokenizer.batch(captions)
@@ -471,11 +504,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     log, last_step = LogLines(log_path), min(cfg.steps, cfg.stop_at or cfg.steps)
     bar = tqdm(range(start_step, last_step), initial=start_step, total=cfg.steps, desc=f"train {cfg.preset}",
                unit="step", disable=not progress or rank > 0)
+    stream = None if cfg.sizes == "mixed" else clip_stream(cfg, data, t.model.config, range(start_step, last_step),
+                                                           rank, world)
     for step in bar:
-        if cfg.sizes == "mixed":
+        if stream is None:
             b = draw_packed_batch(step, cfg, data, t.model, obj, codec, generator)
         else:
-            b = draw_batch(step, cfg, data, t.model, obj, codec, generator, rank, world)
+            b = draw_batch(step, cfg, next(stream), t.model, obj, codec, generator, rank, world)
         loss, align, grad_norm = optimise(t, net, obj, cfg, b, step, autocast)
         log.add(loss, align, len(b.ids))
         done = step + 1
@@ -491,7 +526,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         summary.update(run_summary(cfg, t.model, log_path, run))
         plot_loss(log_path, out / "loss.png")
         if export is not None:  # when the run completes, or stops at --stop-at
-            export_weights(ckpt_path, export, summary)
+            export_weights(ckpt_path, export, summary, device)
     if world > 1:
         dist.barrier()
     return summary
@@ -543,15 +578,15 @@ def digit_agreement(model: DiT, codec: VideoCodec, objective: str, per_digit: in
     return prompt_agreement(load_evaluator(), videos[:, 0].cpu(), [[int(p)] for p in prompts])
 
 
-def export_weights(ckpt_path: Path, path: str | Path, summary: dict) -> Path:
+def export_weights(ckpt_path: Path, path: str | Path, summary: dict, device: torch.device | str = "cpu") -> Path:
     """Write the EMA weights alone (what sampling needs) and a manifest beside them, with the share of
-    one-digit samples the evaluator reads as the prompted digit (5 per digit, guidance 4, 25 steps)."""
+    one-digit samples the evaluator reads as the prompted digit (5 per digit, guidance 4, 25 steps, on ``device``)."""
     state = load_checkpoint(ckpt_path, kind="training", keys=CKPT_KEYS,
                             optional=OPTIONAL_KEYS)
     path = Path(path)
     save_checkpoint({"config": state["config"], "train": state["train"], "ema": state["ema"]}, path)
-    model, train_config = load_dit(path)
-    agreement = digit_agreement(model, VideoCodec(model.config.vae), objective_of(train_config))
+    model, train_config = load_dit(path, device)
+    agreement = digit_agreement(model, VideoCodec(model.config.vae, device), objective_of(train_config))
     write_manifest({**summary, "single_digit_agreement": {"value": agreement, "clips": 50, "guidance": 4.0,
                                                           "steps": 25, "seed": 0},
                     "weights_bytes": path.stat().st_size}, path.with_suffix(".json"))

@@ -196,6 +196,16 @@ def test_joint_image_training_and_model_options_train_and_resume(tmp_path):
     assert "align" in (tmp_path / "split" / "log.jsonl").read_text()
 
 
+def test_workers_drawing_clips_ahead_train_exactly_like_the_loop(tmp_path):
+    """Clips (and stills) drawn by 2 worker processes, and a resume with them, give the weights of the plain loop."""
+    torch.set_num_threads(1)
+    cfg = replace(QUICK, p_image=0.5, out=str(tmp_path / "loop"))
+    train(cfg, progress=False)
+    train(replace(cfg, workers=2, out=str(tmp_path / "workers"), stop_at=3), progress=False)
+    train(replace(cfg, workers=2, out=str(tmp_path / "workers")), resume=True, progress=False)
+    assert_same_state(weights(tmp_path / "loop" / "ckpt.pt"), weights(tmp_path / "workers" / "ckpt.pt"))
+
+
 def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path):
     train(replace(QUICK, out=str(tmp_path), stop_at=2), progress=False)
     state = weights(tmp_path / "ckpt.pt")
@@ -221,7 +231,9 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
                                           (dict(clips=0), "clips must be a whole number >= 1"),
                                           (dict(repa=-1.0), "repa must be a finite number >= 0"),
                                           (dict(repa=float("nan")), "repa must be a finite number >= 0"),
-                                          (dict(arch="unet"), "unknown arch 'unet'")])
+                                          (dict(arch="unet"), "unknown arch 'unet'"),
+                                          (dict(workers=-1), "workers must be >= 0"),
+                                          (dict(workers=2, sizes="mixed", p_image=0.0), "0 with mixed sizes")])
 def test_bad_settings_are_refused_where_they_enter(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(QUICK, **bad)
