@@ -35,7 +35,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
@@ -44,7 +43,7 @@ from .packing import ClipLayout
 from .patches import PatchEmbed, axis_dims, grid_coords, sincos_coords, sincos_nd, unpatchify
 from .text import TextEncoder, Tokenizer
 from .vae import SPACES, latent_space
-from .vit import MLP, Attention
+from .vit import MLP, Attention, attention
 
 
 # attention: the modes its blocks cycle through (which tokens each block's self-attention mixes)
@@ -169,7 +168,7 @@ class RotaryAttention(Attention):
     def forward(self, x: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, D), angles (N, d/2) of the tokens of each sequence (or (B, 1, N, d/2)), mask as in
         ``Attention`` -> (B, N, D)."""
-        out = F.scaled_dot_product_attention(*self.rotary_qkv(x, angles), attn_mask=mask)  # (B, h, N, d)
+        out = attention(*self.rotary_qkv(x, angles), mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
     def weights(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -190,7 +189,7 @@ class CrossAttention(nn.Module):
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, h, N, d)
         k, v = rearrange(self.kv(text), "b l (two h d) -> two b h l d", two=2, h=self.heads)  # (B, h, L, d) each
         mask = words[:, None] if words.ndim == 3 else words[:, None, None, :]  # (B, 1, N | 1, L)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+        out = attention(q, k, v, mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
 
 

@@ -17,6 +17,20 @@ from torch import nn
 from .patches import PatchEmbed, sincos_nd
 
 
+LAUNCH = 65_535  # the most sequences x heads one attention call takes: CUDA's kernels put them on one grid axis
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d) + mask) V for q, k, v (B, h, N, d), mask (B or 1, 1, N or 1, M); a batch with more
+    than ``LAUNCH`` sequences x heads (factorized attention over a large batch) goes in chunks of the batch."""
+    size = max(1, LAUNCH // q.shape[1])
+    if q.shape[0] <= size:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+    rows = lambda m, i: m if m is None or m.shape[0] == 1 else m[i:i + size]
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + size], k[i:i + size], v[i:i + size],
+                                                     attn_mask=rows(mask, i)) for i in range(0, q.shape[0], size)])
+
+
 class Attention(nn.Module):
     """Multi-head self-attention: softmax(Q K^T / sqrt(d_head) + mask) V, heads concatenated."""
 
@@ -43,7 +57,7 @@ class Attention(nn.Module):
         if callable(mask):
             out = mask(q, k, v)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+            out = attention(q, k, v, mask)  # (B, h, N, d)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, D)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from minisora.vit import Attention, ViT
+from minisora import vit
+from minisora.vit import Attention, ViT, attention
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])
@@ -35,6 +36,18 @@ def test_masked_keys_are_ignored():
     y[:, 4:] = torch.randn(1, 2, 16)
     torch.testing.assert_close(attn(x, mask)[:, :4], attn(y, mask)[:, :4])
     assert not torch.allclose(attn(x)[:, :4], attn(y)[:, :4])
+
+
+def test_a_batch_over_one_launch_is_attended_in_chunks_with_the_same_result(monkeypatch):
+    """More sequences x heads than one CUDA launch takes go in chunks; masks per clip or shared follow."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 7, 2, 5, 8).unbind(0)  # (B=7, h=2, N=5, d=8) each
+    per_clip, shared = torch.rand(7, 1, 5, 5) > 0.3, torch.rand(1, 1, 1, 5) > 0.3
+    per_clip[..., 0] = shared[..., 0] = True  # every query sees a key
+    whole = [attention(q, k, v, mask) for mask in (None, per_clip, shared)]
+    monkeypatch.setattr(vit, "LAUNCH", 6)  # 3 sequences of 2 heads per call: chunks of 3, 3 and 1
+    for mask, expected in zip((None, per_clip, shared), whole):
+        torch.testing.assert_close(attention(q, k, v, mask), expected)
 
 
 def test_without_positions_a_transformer_cannot_see_patch_order():
