@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -429,14 +431,32 @@ def trim_log(log_path: Path, step: int) -> None:
         log_path.write_text("".join(line + "\n" for line in lines))
 
 
+def clip_equivalents(b: Batch | PackedBatch, config: DiTConfig) -> float:
+    """A batch's size in training clips (the preset's clip: 20 frames of 64x64) by its tokens: stills and clips of
+    mixed sizes count at their own cost, so speeds and FLOP rates compare across recipes."""
+    cells = sum(z[0].numel() for z in b.z)  # latent cells (T' H' W') of all clips or stills
+    return cells / math.prod(config.patch) / math.prod(tokens_per_clip(config))
+
+
+SKIPS = 20  # non-finite steps in a row after which a run stops: its weights can no longer make a finite step
+
+
 class LogLines:
-    """log.jsonl: one line per ``log_every`` steps with the means of the steps since the last line, and speed."""
+    """log.jsonl: one line per ``log_every`` steps with the means of the steps since the last line, speed (clips
+    counted by ``clip_equivalents``) and the steps skipped for a non-finite gradient."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.losses, self.aligns, self.clips, self.tick = [], [], 0, time.perf_counter()
+        self.losses, self.aligns, self.clips, self.skipped, self.tick = [], [], 0.0, 0, time.perf_counter()
+        self.in_a_row = 0
 
-    def add(self, loss: float, align: float | None, clips: int) -> None:
+    def add(self, step: int, loss: float, align: float | None, clips: float, grad_norm: float) -> None:
+        finite = math.isfinite(grad_norm)
+        self.skipped, self.in_a_row = self.skipped + (not finite), 0 if finite else self.in_a_row + 1
+        if self.in_a_row == SKIPS:
+            raise FloatingPointError(f"steps {step - SKIPS + 2}-{step + 1}: the loss or gradient was not finite "
+                                     f"{SKIPS} times in a row (those steps were skipped); the run stops, and its "
+                                     f"checkpoint holds the last finite weights")
         self.losses.append(loss)
         self.clips += clips
         if align is not None:
@@ -446,10 +466,11 @@ class LogLines:
         seconds, k = time.perf_counter() - self.tick, len(self.losses)
         record = {"step": step, "loss": round(sum(self.losses) / k, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
                   "steps_per_s": round(k / seconds, 3), "clips_per_s": round(self.clips / seconds, 2),
-                  **({"align": round(sum(self.aligns) / k, 4)} if self.aligns else {})}
+                  **({"align": round(sum(self.aligns) / k, 4)} if self.aligns else {}),
+                  **({"skipped": self.skipped} if self.skipped else {})}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        self.losses, self.aligns, self.clips, self.tick = [], [], 0, time.perf_counter()
+        self.losses, self.aligns, self.clips, self.skipped, self.tick = [], [], 0.0, 0, time.perf_counter()
         return record
 
 
@@ -468,7 +489,8 @@ def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch |
     t.opt.zero_grad(set_to_none=True)
     (loss if align is None else loss + cfg.repa * align).backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(t.opt.param_groups[0]["params"], cfg.grad_clip)
-    t.opt.step()
+    if torch.isfinite(grad_norm):  # a non-finite loss or gradient (a bf16 overflow, say) never reaches the weights
+        t.opt.step()
     t.sched.step()
     t.ema.update(t.model, step)
     return loss.item(), None if align is None else align.item(), float(grad_norm)
@@ -512,7 +534,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         else:
             b = draw_batch(step, cfg, next(stream), t.model, obj, codec, generator, rank, world)
         loss, align, grad_norm = optimise(t, net, obj, cfg, b, step, autocast)
-        log.add(loss, align, len(b.ids))
+        log.add(step, loss, align, clip_equivalents(b, t.model.config), grad_norm)
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == last_step):
             record = log.write(done, t.sched.get_last_lr()[0], grad_norm)
@@ -541,8 +563,8 @@ def write_samples(model: DiT, codec: VideoCodec, cfg: TrainConfig, path: Path, p
 def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) -> dict:
     """What the manifest records: settings, size, cost and speed, and the last logged loss."""
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
-    speeds = [r["clips_per_s"] for r in log[len(log) // 2:]] or [0.0]  # the second half: past warm-up
-    clips_s = sorted(speeds)[len(speeds) // 2]
+    clips_s, steps_s = (statistics.median_low([r[key] for r in log[len(log) // 2:]] or [0.0])  # past warm-up
+                        for key in ("clips_per_s", "steps_per_s"))
     if cfg.arch != "minisora":  # no formula for diffusers' models: torch's FlopCounterMode, on one clip
         from .peers import counted_step_flops
         flops = counted_step_flops(model, batch=1, p_image=0.0)
@@ -552,7 +574,7 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
     train_time = sum((b - a) / r["steps_per_s"] for a, b, r in zip(steps, steps[1:], log))  # all segments of a resumed run
     return {**run.manifest(), "settings": asdict(cfg), "preset": cfg.preset, "config": asdict(model.config), "parameters": parameter_count(model),
             "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
-            "steps_per_s": round(clips_s / cfg.batch_size, 3), "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
+            "steps_per_s": steps_s, "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
             "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None,
             **({"init": init_record(cfg.init)} if cfg.init else {})}
 

@@ -1,5 +1,6 @@
 """Training the DiT: exact resume, train-then-sample end to end, data parallel = one process, clear errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -204,6 +205,38 @@ def test_workers_drawing_clips_ahead_train_exactly_like_the_loop(tmp_path):
     train(replace(cfg, workers=2, out=str(tmp_path / "workers"), stop_at=3), progress=False)
     train(replace(cfg, workers=2, out=str(tmp_path / "workers")), resume=True, progress=False)
     assert_same_state(weights(tmp_path / "loop" / "ckpt.pt"), weights(tmp_path / "workers" / "ckpt.pt"))
+
+
+def test_stills_and_mixed_sizes_count_as_clips_by_their_tokens(tmp_path):
+    """A step of stills (an image per frame of tubelets) or of packed mixed sizes is logged at its clip-equivalents."""
+    train(replace(QUICK, p_image=1.0, out=str(tmp_path / "stills")), progress=False)
+    train(replace(QUICK, sizes="mixed", p_image=0.0, tokens=96, out=str(tmp_path / "mixed")), progress=False)
+    per_step = lambda name: [(r := json.loads(line))["clips_per_s"] / r["steps_per_s"]
+                             for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+    assert per_step("stills") == pytest.approx([QUICK.batch_size] * 6, rel=0.02)  # not 40 stills
+    assert all(0.3 < n <= 96 / (10 * 4 * 4) * 1.02 for n in per_step("mixed"))  # a clip: 10 x 4 x 4 tubelets
+
+
+def test_a_non_finite_step_is_skipped_and_a_run_of_them_stops_training(tmp_path, monkeypatch):
+    import minisora.train as train_module
+
+    real = train_module.objective_of
+    def poisoned(settings, **kw):  # the loss turns NaN from the 3rd step on
+        obj, calls = real(settings, **kw), iter(range(10**6))
+        loss = obj.loss
+        obj.loss = lambda *a, **k: loss(*a, **k) * (float("nan") if next(calls) >= 2 else 1.0)
+        return obj
+    monkeypatch.setattr(train_module, "objective_of", poisoned)
+    cfg = replace(QUICK, steps=40, ckpt_every=2, out=str(tmp_path))
+    with pytest.raises(FloatingPointError, match="not finite 20 times in a row"):
+        train(cfg, progress=False)
+    state = weights(tmp_path / "ckpt.pt")  # saved every 2 steps, through the skipped ones: finite, and as at step 2
+    assert state["step"] == 20 and all(torch.isfinite(v).all() for v in state["model"].values())
+    monkeypatch.setattr(train_module, "objective_of", real)
+    train(replace(cfg, steps=40, stop_at=2, out=str(tmp_path / "two")), progress=False)
+    two = weights(tmp_path / "two" / "ckpt.pt")["model"]
+    assert all(torch.equal(two[name], state["model"][name]) for name in two)  # the skipped steps changed nothing
+    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["skipped"] == 1
 
 
 def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tmp_path):
