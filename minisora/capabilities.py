@@ -165,6 +165,9 @@ class SampleConfig:
                                       "first --given of each given from the window before")
     context_noise: float = option(0.0, "show given frames noised to this time in [0, 1) (rectified flow), a "
                                        "mitigation for long videos")
+    frame_guidance: float = option(1.0, "guidance towards the given frames of --image, --extend, --loop, --connect "
+                                        "and --window: the model with them against the model told nothing of them "
+                                        "(rectified flow); > 1 keeps their digit more firmly, at twice the cost; 1: off")
     seed: int = option(0, "seed of the initial noise")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
@@ -181,6 +184,10 @@ class SampleConfig:
             raise ValueError("--extend needs the clip to extend: --input CLIP")
         if self.input and not (self.extend or self.loop):
             raise ValueError("--input is the clip of --extend or --loop; for --edit give the clip as --edit CLIP")
+        check_finite(self, "frame_guidance", at_least=0.0)
+        if self.frame_guidance != 1.0 and not (set(modes) - {"edit"}):
+            raise ValueError(f"--frame-guidance {self.frame_guidance} guides towards given frames: use it with "
+                             f"--image, --extend, --loop, --connect or --window")
         if not 0 < self.strength <= 1 or not 0 <= self.context_noise < 1:
             raise ValueError(f"strength must be in (0, 1] and context_noise in [0, 1), got {self.strength} and "
                              f"{self.context_noise}")
@@ -206,7 +213,8 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
     prompts = [expand_prompt(p, seed=i) if cfg.expand else p for i, p in enumerate(cfg.prompt)]
     codec = VideoCodec(model.config.vae, cfg.device)
     kw = dict(objective=objective_of(train), guidance=cfg.guidance, steps=None if cfg.sampler == "ddpm" else cfg.steps,
-              sampler=cfg.sampler, seed=cfg.seed, progress=progress, context_noise=cfg.context_noise)
+              sampler=cfg.sampler, seed=cfg.seed, progress=progress, context_noise=cfg.context_noise,
+              frame_guidance=cfg.frame_guidance)
     size = dict(frames=cfg.frames, height=cfg.height, width=cfg.width)
     if cfg.image:
         images, prompts = matched(load_clips(cfg.image)[:, :1], prompts)

@@ -89,22 +89,33 @@ class KnownFrames:
     ``shown`` and ``time`` change what the network sees in the known frames: by default x0 at time 0. A copy
     of x0 noised a little, at that noise's time, is the "noisy context" of long videos (errors in generated
     context frames matter less when the model is told they are not exact). ``fill`` always puts back x0.
+
+    Frame guidance (``guidance`` w_f > 1; the image guidance of InstructPix2Pix, Brooks et al. 2023, arXiv
+    2211.09800, with a mask instead of an image input): out = out_hidden + w_f (out_given - out_hidden), where
+    out_hidden is the network told nothing about the known frames, which ``hidden(time)`` returns as x0 noised
+    to each sample's network time like the rest of the clip (text-to-video on that clip). Twice the passes.
     """
 
     def __init__(self, model, known: torch.Tensor, x0: torch.Tensor, shown: torch.Tensor | None = None,
-                 time: float = 0.0):
+                 time: float = 0.0, guidance: float = 1.0, hidden=None):
         if known.dtype != torch.bool or known.shape != (x0.shape[0], x0.shape[2]):
             raise ValueError(f"known must be a bool mask (B, T) = {(x0.shape[0], x0.shape[2])} for videos "
                              f"{tuple(x0.shape)}, got {known.dtype} {tuple(known.shape)}")
+        if guidance != 1.0 and hidden is None:
+            raise ValueError(f"frame guidance {guidance} needs hidden: the known frames noised to a given time")
         self.model, self.known, self.x0 = model, known, x0
-        self.shown, self.time = x0 if shown is None else shown, time
+        self.shown, self.time, self.guidance, self.hidden = x0 if shown is None else shown, time, guidance, hidden
 
     def __call__(self, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         copies = len(x) // len(self.x0)  # 2 under classifier-free guidance
         known = self.known.repeat(copies, 1)  # (B', T)
-        x = torch.where(known[:, None, :, None, None], self.shown.repeat(copies, 1, 1, 1, 1), x)
-        time = time[:, None].expand(known.shape).masked_fill(known, self.time)  # (B', T): 0 = clean
-        return self.model(x, time, cond)
+        frames = known[:, None, :, None, None]  # (B', 1, T, 1, 1)
+        given = self.model(torch.where(frames, self.shown.repeat(copies, 1, 1, 1, 1), x),
+                           time[:, None].expand(known.shape).masked_fill(known, self.time), cond)  # (B', T): 0 = clean
+        if self.guidance == 1.0:
+            return given
+        hidden = self.model(torch.where(frames, self.hidden(time), x), time, cond)  # every frame at the clip's time
+        return hidden + self.guidance * (given - hidden)  # out_hidden + w_f (out_given - out_hidden)
 
     def fill(self, x: torch.Tensor) -> torch.Tensor:
         """The known frames put back into a finished sample."""

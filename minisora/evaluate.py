@@ -128,6 +128,8 @@ class EvalConfig:
                                   "videos (capability_eval.py) on this many one-digit clips; 0: skip")
     capability_parts: tuple[str, ...] = option(PARTS, "the capabilities --capabilities measures (default: all)",
                                                choices=PARTS)
+    frame_guidance: float = option(1.0, "capabilities: guidance towards the given frames (diffusion.KnownFrames; "
+                                        "rectified flow), at twice the sampling cost; 1: off")
     expand: bool = option(False, "expand the short prompts of the main table into descriptive captions first "
                                  "(prompt expansion, captions.expand_prompt)")
     descriptive: int = option(0, "also generate from the descriptive captions of this many real one-digit clips and "
@@ -148,6 +150,7 @@ class EvalConfig:
         if not self.capability_parts or not set(self.capability_parts) <= set(PARTS):
             raise ValueError(f"capability_parts must be some of {PARTS}, got {self.capability_parts}")
         check_finite(self, "guidance", at_least=0.0)
+        check_finite(self, "frame_guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
         check_device(self.device)
 
@@ -164,9 +167,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "expand", "descriptive", "permanence", "guidance", "steps",
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand", "descriptive", "permanence", "guidance", "steps",
                 "prediction_steps", "prediction_samples", "seed", "shift")
-    unused = {"capability_parts"} if not cfg.capabilities else set()
+    unused = {"capability_parts", "frame_guidance"} if not cfg.capabilities else set()
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None and k not in unused}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
@@ -176,7 +179,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         result["sizes"] = at_sizes(model, codec, objective, evaluator, cfg.sizes, **args)
     if cfg.capabilities:
         result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities,
-                                                  parts=cfg.capability_parts, **args)
+                                                  parts=cfg.capability_parts, frame_guidance=cfg.frame_guidance,
+                                                  **args)
     if cfg.descriptive:
         result["descriptive"] = descriptive_table(model, codec, objective, evaluator, cfg.descriptive, **args)
     if cfg.permanence:

@@ -9,12 +9,13 @@ such as ``data/dit_tiny.pt``. Both are read with ``torch.load(weights_only=True)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_model
-from .diffusion import FAST_SAMPLER, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
+from .diffusion import FAST_SAMPLER, TIME_SCALE, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
 from .digits import DATA_DIR
 from .dit import DiT, DiTConfig
 from .vae import VAE, latent_space, load_vae
@@ -114,14 +115,15 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
              width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
              known: torch.Tensor | None = None, context_noise: float = 0.0, init: torch.Tensor | None = None,
-             strength: float = 1.0) -> torch.Tensor:
+             strength: float = 1.0, frame_guidance: float = 1.0) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
     ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
     ``None`` is the null prompt (no text). With ``context`` videos (B, 1, T, H, W) and a frame mask
     ``known`` (T,) or (B, T), the known frames are given (conditioning frames by masks: prediction,
     image-to-video, extension, interpolation) and the model generates the rest; ``context_noise`` > 0 shows
-    them noised to that time (rectified flow). With ``init`` videos (B, 1, T, H, W), sampling starts from
+    them noised to that time (rectified flow), and ``frame_guidance`` w_f > 1 guides towards them (rectified flow;
+    see ``KnownFrames``; nothing to guide without them). With ``init`` videos (B, 1, T, H, W), sampling starts from
     them noised to time ``strength`` instead of from pure noise (SDEdit, video-to-video).
     """
     c = model.config
@@ -136,8 +138,11 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     null = model.null_ids(len(prompts))  # (B, L)
     ids = torch.stack([null[i] if p is None else model.tokenizer.encode(p) for i, p in enumerate(prompts)])
     obj = make_objective(objective) if isinstance(objective, str) else objective
-    if (context_noise or init is not None) and obj.kind != "flow":
-        raise ValueError(f"context_noise and init (SDEdit) are written for rectified flow; this model is {obj.kind}")
+    if (context_noise or init is not None or frame_guidance != 1.0) and obj.kind != "flow":
+        raise ValueError(f"context_noise, frame_guidance and init (SDEdit) are written for rectified flow; this model "
+                         f"is {obj.kind}")
+    if not math.isfinite(frame_guidance) or frame_guidance < 0:
+        raise ValueError(f"frame_guidance must be a finite number >= 0 (1: off), got {frame_guidance}")
     if not 0 <= context_noise < 1 or not 0 < strength <= 1:
         raise ValueError(f"context_noise must be in [0, 1) and strength in (0, 1], got {context_noise}, {strength}")
     sampler = sampler or FAST_SAMPLER[obj.kind]
@@ -151,8 +156,13 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
         known = known.expand(len(prompts), -1) if known.ndim == 1 else known
         x0 = codec.encode(context.to(device))
         shown = noised(x0, context_noise) if context_noise else x0
+        hidden = None
+        if frame_guidance != 1.0:  # the given frames noised like the rest of the clip: x_t = (1 - t) x0 + t eps
+            eps = torch.randn(x0.shape, device=device, generator=generator)
+            copies = lambda z, time: z.repeat(len(time) // len(z), 1, 1, 1, 1)  # (B', C, T, H, W) under guidance
+            hidden = lambda time: obj.q_sample(copies(x0, time), time / TIME_SCALE, copies(eps, time))
         net = KnownFrames(model, latent_known(c, known.bool()).to(device), x0, shown,
-                          float(obj.time(torch.tensor(context_noise))))
+                          float(obj.time(torch.tensor(context_noise))), frame_guidance, hidden)
     if init is not None:  # SDEdit: x_s = (1 - s) x_0 + s eps, then the sampler from time s down to 0
         start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,

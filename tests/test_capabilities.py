@@ -59,6 +59,39 @@ def test_known_frames_show_a_noised_copy_at_its_time_and_fill_the_clean_one():
     assert net.fill(torch.full((1, 1, 4, 2, 2), 5.0))[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 5.0, 5.0]
 
 
+def test_frame_guidance_extrapolates_from_the_model_told_nothing_of_the_frames():
+    """out = out_hidden + w (out_given - out_hidden): the hidden pass sees the frames noised to the clip's time and
+    that time everywhere; the given pass sees them clean at time 0."""
+    calls = []
+
+    def model(x, time, cond):
+        calls.append((x[0, 0, :, 0, 0].tolist(), time.tolist()))
+        return x + (time if time.ndim == 2 else time[:, None]).mean(1)[:, None, None, None, None] / 100
+
+    x0, known = torch.zeros(1, 1, 4, 1, 1), torch.tensor([[True, False, False, False]])
+    hidden = lambda time: torch.full((len(time), 1, 4, 1, 1), 9.0)  # stands for x0 noised to that time
+    net = KnownFrames(model, known, x0, guidance=3.0, hidden=hidden)
+    x = torch.full((1, 1, 4, 1, 1), 5.0)
+    out = net(x, torch.tensor([400.0]), None)
+    assert calls == [([0.0, 5.0, 5.0, 5.0], [[0.0, 400.0, 400.0, 400.0]]), ([9.0, 5.0, 5.0, 5.0], [400.0])]
+    # given: x + mean time / 100 = [0, 5, 5, 5] + 3; hidden: [9, 5, 5, 5] + 4; hidden + 3 (given - hidden):
+    assert out[0, 0, :, 0, 0].tolist() == [13 + 3 * (3 - 13), 9 + 3 * (8 - 9), 6.0, 6.0]
+    with pytest.raises(ValueError, match="needs hidden"):
+        KnownFrames(model, known, x0, guidance=2.0)
+
+
+def test_frame_guidance_one_changes_nothing_and_other_values_act_only_on_given_frames(pixels):
+    model, codec = pixels
+    images = torch.rand(2, 16, 16)
+    plain = image_to_video(model, codec, images, ["3", "7"], steps=3, seed=1)
+    assert torch.equal(image_to_video(model, codec, images, ["3", "7"], steps=3, seed=1, frame_guidance=1.0), plain)
+    guided = image_to_video(model, codec, images, ["3", "7"], steps=3, seed=1, frame_guidance=3.0)
+    assert not torch.allclose(guided, plain)
+    torch.testing.assert_close(guided[:, :, :2], plain[:, :, :2])  # the given tubelet is put back either way
+    with pytest.raises(ValueError, match="frame_guidance must be a finite number"):
+        image_to_video(model, codec, images, ["3", "7"], steps=3, frame_guidance=float("nan"))
+
+
 def test_edit_at_strength_one_is_text_to_video_and_a_light_edit_stays_close(pixels):
     model, codec = pixels
     video = clips()
@@ -145,6 +178,9 @@ def test_clip_files_round_trip(tmp_path):
     (dict(edit="a.npy", strength=1.5), "strength must be in"),
     (dict(out="x.mp4"), "out must end in .gif or .npy"),
     (dict(gap=0), "gap must be a whole number"),
+    (dict(frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
+    (dict(edit="a.npy", frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
+    (dict(image="a.png", frame_guidance=-1.0), "frame_guidance must be a finite number >= 0"),
 ])
 def test_sample_settings_errors(settings, message):
     with pytest.raises(ValueError, match=message):
