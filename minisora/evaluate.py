@@ -167,8 +167,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift), load_evaluator()
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
-    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand", "descriptive", "permanence", "guidance", "steps",
-                "prediction_steps", "prediction_samples", "seed", "shift")
+    settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
+                "descriptive", "permanence", "guidance", "steps", "prediction_steps", "prediction_samples", "seed", "shift")
     unused = {"capability_parts", "frame_guidance"} if not cfg.capabilities else set()
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None and k not in unused}}

@@ -304,7 +304,8 @@ CKPT_KEYS = ("config", "train", "model", "ema", "optimizer", "scheduler", "step"
 OPTIONAL_KEYS = ("projector",)  # REPA's MLP, in runs with --repa
 
 
-FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile", "workers")  # may change on resume
+FREE = ("stop_at", "device", "log_every", "ckpt_every", "sample_every", "sample_steps", "compile",
+        "workers")  # may change on resume
 
 
 def restore(cfg: TrainConfig, ckpt_path: Path, device, t: Trainee, generator: torch.Generator) -> int:

@@ -47,7 +47,9 @@ s = torch.load('/tmp/lease-run/ckpt.pt', map_location='cpu', weights_only=True)
 save_checkpoint({k: s[k] for k in ('config', 'train', 'ema')}, '$OUT/ema.pt')
 print('ema.pt: step', s['step'], 'at', $(elapsed), 's')"
     fi
-    if [ "$(elapsed)" -gt $((SECONDS_ALL - 20)) ]; then echo "deadline: stopping the run"; kill $RUN; wait $RUN; break; fi
+    if [ "$(elapsed)" -gt $((SECONDS_ALL - 20)) ]; then
+        echo "deadline: stopping the run"; kill $RUN; wait $RUN; break
+    fi
 done
 tail -5 /tmp/lease-run.log
 cp /tmp/lease-run/log.jsonl /tmp/lease-run/loss.png "$OUT/" 2>/dev/null
