@@ -73,12 +73,12 @@ def standard_table(model, codec, objective, evaluator, clips: int, args: dict, e
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
-                     progress: bool, samples: int = 1) -> dict:
+                     progress: bool, samples: int = 1, frame_guidance: float = 1.0) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
     any predictor should beat (copying the last given frame, a black frame) and, with ``samples`` K > 1, the mean
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
-    error through the 10 future frames."""
+    error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame = {name: [] for name in names}, []
@@ -86,7 +86,8 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
         outs = torch.stack([generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps,
-                                     seed=seed + i + k * num_clips, context=truth, known=known)[:, 0, CONTEXT:].cpu()
+                                     seed=seed + i + k * num_clips, context=truth, known=known,
+                                     frame_guidance=frame_guidance)[:, 0, CONTEXT:].cpu()
                             for k in range(samples)])  # (K, b, 10, H, W)
         future = truth[:, 0, CONTEXT:]  # (b, 10, H, W)
         preds = {"model": outs[0], "copy_last_frame": truth[:, 0, CONTEXT - 1:CONTEXT], "blank": torch.zeros_like(
@@ -128,8 +129,8 @@ class EvalConfig:
                                   "videos (capability_eval.py) on this many one-digit clips; 0: skip")
     capability_parts: tuple[str, ...] = option(PARTS, "the capabilities --capabilities measures (default: all)",
                                                choices=PARTS)
-    frame_guidance: float = option(1.0, "capabilities: guidance towards the given frames (diffusion.KnownFrames; "
-                                        "rectified flow), at twice the sampling cost; 1: off")
+    frame_guidance: float = option(1.0, "capabilities and prediction: guidance towards the given frames "
+                                        "(diffusion.KnownFrames; rectified flow), at twice the sampling cost; 1: off")
     expand: bool = option(False, "expand the short prompts of the main table into descriptive captions first "
                                  "(prompt expansion, captions.expand_prompt)")
     descriptive: int = option(0, "also generate from the descriptive captions of this many real one-digit clips and "
@@ -169,7 +170,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
                 "descriptive", "permanence", "guidance", "steps", "prediction_steps", "prediction_samples", "seed", "shift")
-    unused = {"capability_parts", "frame_guidance"} if not cfg.capabilities else set()
+    unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
+        ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set())
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None and k not in unused}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
@@ -187,7 +189,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
-                                                cfg.batch, seed, progress, cfg.prediction_samples)
+                                                cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

@@ -92,6 +92,8 @@ class TrainConfig:
                                        "rather than '3'")
     p_known: float = option(0.25, "share of clips given conditioning frames (a clean prefix, suffix or both ends), "
                                   "which teaches video prediction, extension and interpolation; 0: text-to-video only")
+    p_known_uncond: float = option(0.0, "share of the clips given frames whose caption is dropped too: the digit's "
+                                        "look must then come from the frames, as in prediction, which has no caption")
     p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
@@ -135,7 +137,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.out = self.out or f"runs/{self.preset}"
-        check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_image")
+        check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_known_uncond", "p_image")
         check_positive(self, "dim", "depth", "heads", "steps", "batch_size", "clips", "log_every", "ckpt_every",
                        "sample_steps", "stop_at", "tokens")
         if self.workers < 0 or (self.workers and self.sizes == "mixed"):
@@ -381,7 +383,10 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     drop = (torch.rand(n, generator=generator) < cfg.p_uncond)[rows]
     z = codec.encode(videos.to(device, non_blocking=True))  # (b, C, T', H', W')
     noise = torch.randn((n, *z.shape[1:]), generator=generator)[rows]
-    known = draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator)[rows] if cfg.p_known and not image else None
+    known = draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator) if cfg.p_known and not image else None
+    if known is not None and cfg.p_known_uncond:  # drawn only then: runs without it keep their random streams
+        drop |= (known.any(1) & (torch.rand(n, generator=generator) < cfg.p_known_uncond))[rows]
+    known = None if known is None else known[rows]
     ids = model.tokenizer.batch(captions)
     ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)
     return Batch(videos.to(device), z, ids.to(device), t.to(device), noise.to(device),
@@ -418,6 +423,9 @@ def draw_packed_batch(step: int, cfg: TrainConfig, data: TrainingClips, model: D
     noise = [torch.randn(x.shape, generator=generator).to(device) for x in z]
     known = [draw_known(1, x.shape[1] // pt, pt, cfg.p_known, generator)[0].to(device)
              if cfg.p_known and x.shape[1] // pt > 1 else None for x in z]
+    if cfg.p_known_uncond:
+        drop |= torch.tensor([k is not None and bool(k.any()) for k in known]) & (
+            torch.rand(n, generator=generator) < cfg.p_known_uncond)
     ids = torch.where(drop[:, None], model.null_ids(n), model.tokenizer.batch(captions))
     return PackedBatch(z, ids.to(device), t.to(device), noise, known)
 

@@ -106,6 +106,18 @@ def test_prediction_mean_of_samples_scores_their_average(micro_run):
     assert two["mean_of_2_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])), rel=1e-4)
 
 
+def test_prediction_with_frame_guidance_scores_the_guided_samples(micro_run):
+    model, settings = load_dit(micro_run)
+    args = dict(num_clips=3, steps=2, batch=3, seed=0, progress=False)
+    guided = video_prediction(model, VideoCodec("frame"), objective_of(settings), frame_guidance=3.0, **args)
+    truth = torch.stack([standard_test_set()[i]["video"] for i in range(3)])
+    draw = generate(model, VideoCodec("frame"), [None] * 3, objective_of(settings), guidance=1.0, steps=2, seed=0,
+                    context=truth, known=torch.arange(20) < 10, frame_guidance=3.0)[:, 0, 10:]
+    assert guided["model"]["mse"] == pytest.approx(float(mse_per_frame(draw, truth[:, 0, 10:])), rel=1e-4)
+    plain = video_prediction(model, VideoCodec("frame"), objective_of(settings), **args)
+    assert guided["model"]["mse"] != pytest.approx(plain["model"]["mse"], rel=1e-4)  # the guidance acts
+
+
 def test_eval_command_prints_the_table_and_writes_json(micro_run, tmp_path, capsys):
     out = tmp_path / "eval.json"
     main(["eval", "--ckpt", str(micro_run), "--clips", "3", "--prediction-clips", "2", "--steps", "1",

@@ -13,7 +13,9 @@ from minisora.cli import main
 from minisora.digits import DATA_DIR
 from minisora.capabilities import SampleConfig, sample_from_checkpoint
 from minisora.sample import VideoCodec, generate, latent_known, latent_shape, load_dit
-from minisora.train import TrainConfig, build, draw_known, train
+from minisora.sample import objective_of
+from minisora.train import (TrainConfig, TrainingClips, build, draw_batch, draw_known, draw_packed_batch, step_clips,
+                            train)
 
 QUICK = TrainConfig(preset="micro", steps=6, batch_size=4, log_every=1, ckpt_every=100, sample_every=0, sample_steps=2)
 
@@ -122,6 +124,27 @@ def test_conditioning_masks_come_in_whole_tubelets_and_all_kinds():
     first, last = known[used, 0], known[used, -1]
     assert (first & ~last).any() and (~first & last).any() and (first & last).any()  # prefix, suffix, both ends
     assert not draw_known(10, 10, 2, 0.0, g).any()
+
+
+def test_clips_given_frames_lose_their_caption_at_the_share_asked_and_nothing_else_changes():
+    """--p-known-uncond drops the caption of clips that have given frames only, after every other draw."""
+    cfg = replace(QUICK, batch_size=64, p_uncond=0.0, p_known=0.5, p_image=0.0)
+    model, device = build(cfg, torch.device("cpu")).model, torch.device("cpu")
+    obj, codec = objective_of(cfg.__dict__), VideoCodec(cfg.vae, device)
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=10**4)
+    null = model.null_ids(1)[0]
+    for p in (0.0, 1.0):
+        b = draw_batch(0, replace(cfg, p_known_uncond=p), step_clips(0, cfg, data, model.config), model, obj, codec,
+                       torch.Generator().manual_seed(0))
+        dropped = (b.ids == null).all(1)
+        assert torch.equal(dropped, b.known.any(1) if p else torch.zeros_like(dropped))
+        assert 10 < int(b.known.any(1).sum()) < 54
+        reference = reference if p else b  # the same times, noise and frames with or without it
+        assert torch.equal(b.t, reference.t) and torch.equal(b.noise, reference.noise)
+    packed = replace(cfg, sizes="mixed", tokens=400, p_known=1.0, p_known_uncond=1.0)
+    b = draw_packed_batch(0, packed, data, model, obj, codec, torch.Generator().manual_seed(0))
+    given = torch.tensor([k is not None and bool(k.any()) for k in b.known])
+    assert given.any() and torch.equal((b.ids == null).all(1), given)
 
 
 def test_init_starts_from_given_weights(tmp_path):
@@ -260,6 +283,7 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [(dict(p_image=1.5), "p_image is a probability"),
+                                          (dict(p_known_uncond=2.0), "p_known_uncond is a probability"),
                                           (dict(classes=(3, 12)), "classes must be digits 0-9"),
                                           (dict(clips=0), "clips must be a whole number >= 1"),
                                           (dict(repa=-1.0), "repa must be a finite number >= 0"),
