@@ -28,7 +28,7 @@ from .physics import SPEED, summarize, probe, track
 from .sample import generate
 
 GIVEN = 10  # frames given to extension
-STRENGTHS = (0.4, 0.6, 0.8, 1.0)  # SDEdit noise levels
+STRENGTHS = (0.4, 0.6, 0.8, 0.85, 0.9, 1.0)  # SDEdit noise levels (the trade-off turns between 0.8 and 1)
 LONG = dict(frames=200, window=20, given=10)
 CONTEXT_NOISE = 0.1  # the long-video mitigation: given frames shown at time 0.1
 PARTS = ("image_to_video", "extension", "loop", "connect", "edit", "long_video")

@@ -115,12 +115,13 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
-    p.add_argument("--section", default="models", choices=("models", "packed"),
-                   help="with --table: the 64x64 fine-tunes (models) or the packed models (packed)")
+    p.add_argument("--section", default="models", choices=("models", "packed", "longer"),
+                   help="with --table: the 64x64 fine-tunes (models), the packed models (packed), or ft-se trained "
+                        "60 TFLOP longer, with and without --p-known-uncond (longer)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
-        print(table(record["models"] if args.section == "models" else record["packed"]["models"]))
+        print(table(record["models"] if args.section == "models" else record[args.section]["models"]))
         return
     x = real_clips(args.clips, 1, args.seed)[0][:, None]  # (N, 1, T, H, W)
     result = {"settings": vars(args), "vaes": {name: vae_row(name, x) for name in ("frame", "frame-se")},
