@@ -115,9 +115,10 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
-    p.add_argument("--section", default="models", choices=("models", "packed", "longer"),
-                   help="with --table: the 64x64 fine-tunes (models), the packed models (packed), or ft-se trained "
-                        "60 TFLOP longer, with and without --p-known-uncond (longer)")
+    p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest"),
+                   help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
+                        "60 TFLOP longer, with and without --p-known-uncond (longer), or dit_se64 trained 60 and "
+                        "120 TFLOP longer, at batch 4 and 8 (longest)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
