@@ -117,8 +117,8 @@ def main() -> None:
                                                  "(docs/diffusability_probe.json)")
     p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest"),
                    help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
-                        "60 TFLOP longer, with and without --p-known-uncond (longer), or dit_se64 trained 60 and "
-                        "120 TFLOP longer, at batch 4 and 8 (longest)")
+                        "60 TFLOP longer, with and without --p-known-uncond (longer), or ft-se-2 (session 17's "
+                        "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
