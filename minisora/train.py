@@ -39,6 +39,7 @@ from .digits import Digits, load_digits
 from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .evaluator import load_evaluator, prompt_agreement
 from .geometry import DIGIT
+from .growth import grow
 from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
@@ -126,7 +127,8 @@ class TrainConfig:
     stop_at: int | None = option(None, "stop (with a checkpoint) at this step; --resume continues later, as if "
                                        "never stopped")
     init: str | None = option(None, "start from these weights (exported, or a run's ckpt.pt) instead of a random "
-                                    "initialisation")
+                                    "initialisation; with a --depth that is a multiple of theirs, the model is "
+                                    "grown: its blocks are copied, the copies starting as the identity (growth.py)")
 
     def model_config(self) -> DiTConfig:
         """The DiT these settings train: the preset, with the model settings above."""
@@ -286,11 +288,15 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         # the same weights in every attention mode, and in every latent space of one shape (a fine-tuned VAE's)
+        # and at any depth that is a multiple of its own (growth.grow: the extra blocks start as the identity)
         same_shape = latent_space(start.config.vae) == latent_space(model.config.vae)
-        if not same_shape or replace(start.config, attention=model.config.attention,
-                                     vae=model.config.vae) != model.config:
+        if not same_shape or replace(start.config, attention=model.config.attention, vae=model.config.vae,
+                                     depth=model.config.depth) != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
-        model.load_state_dict(start.state_dict())
+        if start.config.depth == model.config.depth:
+            model.load_state_dict(start.state_dict())
+        else:
+            grow(start, model)
     aligner = load_aligner(device=device) if cfg.repa else None
     projector = Projector(model.config.dim, aligner.dim).to(device) if cfg.repa else None
     params = [*model.parameters(), *(projector.parameters() if projector else ())]
