@@ -98,11 +98,12 @@ def cell(result: dict, paths, fmt: str) -> str:
 
 def table(models: dict) -> str:
     """A markdown table of a probe record's models (docs/diffusability_probe.json): each row, each model, at the
-    seeds of its evals (``eval_seed5``, ``eval_seed6``)."""
+    seeds of its evals (``eval_seed5``, ``eval_seed6``; "-" where a seed was not measured)."""
     head = " | ".join(f"{name}, seed {s}" for s in (5, 6) for name in models)
     lines = [f"| measure | {head} |", "|---|" + "---|" * 2 * len(models)]
     for label, paths, fmt in ROWS:
-        values = [cell(m[f"eval_seed{s}"], paths, fmt) for s in (5, 6) for m in models.values()]
+        values = [cell(m[f"eval_seed{s}"], paths, fmt) if f"eval_seed{s}" in m else "-"
+                  for s in (5, 6) for m in models.values()]
         lines.append(f"| {label} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -115,10 +116,12 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
-    p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest"),
+    p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest", "plateau"),
                    help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
                         "60 TFLOP longer, with and without --p-known-uncond (longer), or ft-se-2 (session 17's "
-                        "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest)")
+                        "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest), or four ways to spend the next 60 "
+                        "TFLOP from session 18's dit_se64: as before, a lower learning rate, hybrid attention, "
+                        "twice the depth (plateau)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
