@@ -119,9 +119,9 @@ def main() -> None:
     p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest", "plateau"),
                    help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
                         "60 TFLOP longer, with and without --p-known-uncond (longer), or ft-se-2 (session 17's "
-                        "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest), or four ways to spend the next 60 "
-                        "TFLOP from session 18's dit_se64: as before, a lower learning rate, hybrid attention, "
-                        "twice the depth (plateau)")
+                        "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest), or four "
+                        "ways to spend the next 60 TFLOP from session 18's dit_se64: as before, a lower learning "
+                        "rate, hybrid attention, twice the depth (plateau)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())

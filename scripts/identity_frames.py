@@ -39,7 +39,8 @@ def main() -> None:
     shown = out[:, model.config.tubelet_frames - 1:]  # the image once, then what the model made (N, T', H, W)
     reads, real_reads = read_clips(evaluator, shown, labels), read_clips(evaluator, real, labels)
     for digits, r, rr in zip(labels, reads, real_reads):
-        print(f"given {digits[0]}: {''.join(map(str, r.labels[:, 0]))}   real clip: {''.join(map(str, rr.labels[:, 0]))}")
+        read, real_read = ("".join(map(str, c.labels[:, 0])) for c in (r, rr))  # the digit read in each frame
+        print(f"given {digits[0]}: {read}   real clip: {real_read}")
     if args.out:
         n, frames = shown.shape[:2]
         fig, axes = plt.subplots(n, frames, figsize=(frames * 0.6, n * 0.68), squeeze=False)
