@@ -2,8 +2,9 @@
 
     python scripts/diffusability.py --clips 20 --seed 40 --ckpt RUN/ckpt.pt OTHER/ckpt.pt --out docs/diffusability.json
 
-For each shipped frame VAE (``frame``, ``frame-se``), on real test clips: the share of the latent's spectral
-energy in high frequencies (``vae.high_frequency_share``; the clips pooled to the latent's size have 0.24), and
+For each shipped frame VAE (``frame``, ``frame-se``, ...), on real test clips: the share of the latent's spectral
+energy in high frequencies (``vae.high_frequency_share``; the clips pooled to the latent's size have 0.24), how far
+the latent is from moving with the clip (``vae.shift_error`` at 2 px, half a latent cell), and
 the ink (mean pixel) of what the decoder makes of a *blurred* latent (each latent cell averaged with its 8
 neighbours), the kind of latent an uncertain model predicts: a decoder that needs the latent's fine detail to draw
 strokes returns a faint digit. For each ``--ckpt`` (a DiT, in its own latent space): the ink per frame of its
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from minisora.capabilities import image_to_video
 from minisora.evaluator import clip_scores, load_evaluator, prompts_for, real_clips
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
-from minisora.vae import VAE_PATHS, high_frequency_share, load_vae, pool
+from minisora.vae import VAE_PATHS, high_frequency_share, load_vae, pool, shift_error
 
 QUARTERS = ((0, 5), (5, 10), (10, 15), (15, 20))  # frame ranges the ink is averaged over
 
@@ -38,6 +39,7 @@ def vae_row(name: str, x: torch.Tensor) -> dict:
     z = vae.encode(x).mean
     return {"latent_high_frequency_share": round(high_frequency_share(z), 3),
             "clips_pooled_to_latent_size_share": round(high_frequency_share(pool(x, vae.config.spatial_factor)), 3),
+            "latent_shift_error_2px": round(shift_error(vae, x), 3),
             "psnr": json.loads(VAE_PATHS[name].with_suffix(".json").read_text())["psnr"],
             "ink_real": round(float(x.mean()), 4), "ink_decoded_blurred_latent": round(float(vae.decode(blurred(z)).mean()), 4)}
 
@@ -116,19 +118,21 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the results here as JSON")
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
-    p.add_argument("--section", default="models", choices=("models", "packed", "longer", "longest", "plateau"),
+    p.add_argument("--section", default="models",
+                   choices=("models", "packed", "longer", "longest", "plateau", "equivariance"),
                    help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
                         "60 TFLOP longer, with and without --p-known-uncond (longer), or ft-se-2 (session 17's "
                         "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest), or four "
                         "ways to spend the next 60 TFLOP from session 18's dit_se64: as before, a lower learning "
-                        "rate, hybrid attention, twice the depth (plateau)")
+                        "rate, hybrid attention, twice the depth (plateau), or on the shift-equivariant latent "
+                        "frame-eq against frame-se (equivariance)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
         print(table(record["models"] if args.section == "models" else record[args.section]["models"]))
         return
     x = real_clips(args.clips, 1, args.seed)[0][:, None]  # (N, 1, T, H, W)
-    result = {"settings": vars(args), "vaes": {name: vae_row(name, x) for name in ("frame", "frame-se")},
+    result = {"settings": vars(args), "vaes": {name: vae_row(name, x) for name in VAE_PATHS if name.startswith("frame")},
               "models": {ckpt: model_row(ckpt, args.clips, args.seed) for ckpt in args.ckpt}}
     print(json.dumps(result, indent=2))
     if args.out:
