@@ -92,16 +92,22 @@ def test_pool_averages_spatial_cells_only():
     assert pooled[0, 1, 2, 0, 1] == x[0, 1, 2, :2, 2:].mean()
 
 
-def test_scale_equivariance_adds_the_pooled_reconstructions_to_the_loss():
+def loss_with_and_without(term: str) -> tuple:
+    """A small VAE's loss with ``term`` (weight 2) and without it, the parts of both, and the latent sample it drew."""
     torch.manual_seed(0)
     vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 3, 16, 16)
-    plain, parts = vae.loss(x, generator=torch.Generator().manual_seed(1))
-    assert "se" not in parts
-    regularised, parts = vae.loss(x, generator=torch.Generator().manual_seed(1), scale_equivariance=2.0)
+    plain, plain_parts = vae.loss(x, generator=torch.Generator().manual_seed(1))
+    regularised, parts = vae.loss(x, generator=torch.Generator().manual_seed(1), **{term: 2.0})
     z = vae.encode(x).sample(torch.Generator().manual_seed(1))  # the same latent sample the loss drew
+    return vae, x, z, regularised - plain, plain_parts, parts
+
+
+def test_scale_equivariance_adds_the_pooled_reconstructions_to_the_loss():
+    vae, x, z, added, plain_parts, parts = loss_with_and_without("scale_equivariance")
+    assert "se" not in plain_parts
     se = sum(torch.nn.functional.binary_cross_entropy_with_logits(vae.decode_logits(pool(z, f)), pool(x, f))
              for f in SE_FACTORS) / len(SE_FACTORS)
-    torch.testing.assert_close(regularised - plain, 2.0 * se)
+    torch.testing.assert_close(added, 2.0 * se)
     assert parts["se"] == pytest.approx(se.item())
 
 
@@ -117,19 +123,15 @@ def test_translate_is_roll_for_whole_cells_and_moves_smooth_maps_by_fractions():
 
 
 def test_shift_equivariance_adds_a_shifted_reconstruction_to_the_loss():
-    torch.manual_seed(0)
-    vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 3, 16, 16)
-    plain, parts = vae.loss(x, generator=torch.Generator().manual_seed(1))
-    assert "te" not in parts
-    regularised, parts = vae.loss(x, generator=torch.Generator().manual_seed(1), shift_equivariance=2.0)
+    vae, x, z, added, plain_parts, parts = loss_with_and_without("shift_equivariance")
+    assert "te" not in plain_parts
     shifted = []  # every shift the loss may draw, decoded against the clip rolled as far
-    z = vae.encode(x).sample(torch.Generator().manual_seed(1))  # the same latent sample the loss drew
     for dy in range(4):
         for dx in range(4):
             logits = vae.decode_logits(translate(z, dy / 4, dx / 4))
             te = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.roll(x, (dy, dx), dims=(-2, -1)))
             shifted.append(((dy, dx), te))
-    matches = [d for d, te in shifted if torch.allclose(regularised - plain, 2.0 * te)]
+    matches = [d for d, te in shifted if torch.allclose(added, 2.0 * te)]
     assert len(matches) == 1 and matches[0] != (0, 0), matches
 
 
