@@ -68,6 +68,9 @@ class VAETrainConfig:
                                             "fraction of a cell (Fourier phase) must decode to the clip shifted by "
                                             "as many pixels, so a moving digit's latent moves instead of changing "
                                             "its pattern; 0 = off")
+    encoder_equivariance: float = option(0.0, "epsilon, the weight of the encoder's shift-equivariance term: the "
+                                              "latent of a clip shifted by a fraction of a cell must be the latent "
+                                              "shifted as far (relative squared distance); 0 = off")
     init: str | None = option(None, "start from these VAE weights instead of random ones (a fine-tune), e.g. "
                                     "data/vae_frame.pt; their kind must be --kind")
     lr: float = option(2e-3, "peak AdamW learning rate (warm-up, then cosine decay)")
@@ -83,6 +86,7 @@ class VAETrainConfig:
         check_finite(self, "kl_weight", at_least=0.0)
         check_finite(self, "scale_equivariance", at_least=0.0)
         check_finite(self, "shift_equivariance", at_least=0.0)
+        check_finite(self, "encoder_equivariance", at_least=0.0)
         if self.init is not None and not Path(self.init).is_file():
             raise FileNotFoundError(f"--init {self.init}: no such VAE checkpoint")
         check_device(self.device)
@@ -109,7 +113,8 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True, command: str = "", sav
     bar = tqdm(range(steps), desc=f"train {kind} VAE", unit="step", disable=not progress)
     for step in bar:
         x = clips(data, step * batch_size, batch_size, device)
-        loss, parts = vae.loss(x, cfg.kl_weight, generator, cfg.scale_equivariance, cfg.shift_equivariance)
+        loss, parts = vae.loss(x, cfg.kl_weight, generator, cfg.scale_equivariance, cfg.shift_equivariance,
+                               cfg.encoder_equivariance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

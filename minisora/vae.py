@@ -199,9 +199,9 @@ class VAE(nn.Module):
         return self.decode(posterior.sample(generator)), posterior
 
     def loss(self, x: torch.Tensor, kl_weight: float = KL_WEIGHT, generator=None, scale_equivariance: float = 0.0,
-             shift_equivariance: float = 0.0) -> tuple[torch.Tensor, dict]:
-        """BCE(x_hat, x) + beta * KL (+ gamma * SE + delta * TE), all as means; also returns the parts (and the MSE,
-        for PSNR).
+             shift_equivariance: float = 0.0, encoder_equivariance: float = 0.0) -> tuple[torch.Tensor, dict]:
+        """BCE(x_hat, x) + beta * KL (+ gamma * SE + delta * TE + epsilon * EE), all as means; also returns the parts
+        (and the MSE, for PSNR).
 
         Binary cross-entropy on the decoder's logits treats each pixel's intensity as a probability,
         which suits nearly black-and-white digits and trains faster than MSE on them. The optional
@@ -213,6 +213,10 @@ class VAE(nn.Module):
         EQ-VAE (Kouzelis et al. 2025, arXiv 2502.09509) does for scalings and rotations: TE = BCE(D(translate(z, d /
         r)), roll(x, d)) for one random shift d of 0..r-1 px along each axis (not both 0) per batch, r the VAE's
         spatial factor. A digit moving 3.6 px a frame then changes its latent by a shift, not a new pattern.
+        TE trains the decoder to read shifted latents; the optional encoder term asks the encoder to write them,
+        EE = ``shift_gap(self, x, d)`` squared for another random sub-cell shift d: the distance between the
+        latent of the rolled clip and the shifted latent, relative to the latent's spread so that shrinking the
+        latent cannot lower it.
         """
         posterior = self.encode(x)
         z = posterior.sample(generator)
@@ -224,13 +228,15 @@ class VAE(nn.Module):
             se = sum(F.binary_cross_entropy_with_logits(self.decode_logits(pool(z, f)), pool(x, f))
                      for f in SE_FACTORS) / len(SE_FACTORS)
             loss, parts["se"] = loss + scale_equivariance * se, se.item()
+        r = self.config.spatial_factor
         if shift_equivariance:
-            r = self.config.spatial_factor
-            d = torch.randint(0, r * r - 1, (1,), generator=generator, device=generator.device if generator else None)
-            dy, dx = divmod(int(d) + 1, r)  # (0, 0) excluded: a whole-cell shift is exact for the convolutions
+            dy, dx = subcell_shift(r, generator)
             te = F.binary_cross_entropy_with_logits(self.decode_logits(translate(z, dy / r, dx / r)),
                                                     torch.roll(x, (dy, dx), dims=(-2, -1)))
             loss, parts["te"] = loss + shift_equivariance * te, te.item()
+        if encoder_equivariance:
+            ee = shift_gap(self, x, *subcell_shift(r, generator)).square()
+            loss, parts["ee"] = loss + encoder_equivariance * ee, ee.item()
         return loss, parts
 
     @torch.no_grad()
@@ -257,15 +263,31 @@ def translate(z: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(z) * ramp).real
 
 
+def subcell_shift(r: int, generator: torch.Generator | None = None) -> tuple[int, int]:
+    """A random shift (dy, dx) of 0..r-1 px along each axis, not (0, 0): a whole-cell shift is already exact for
+    stride-r convolutions."""
+    d = torch.randint(0, r * r - 1, (1,), generator=generator, device=generator.device if generator else None)
+    return divmod(int(d) + 1, r)
+
+
+def shift_gap(vae: VAE, x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """How far a VAE's encoder is from moving its latent with the clip, for a shift of (dy, dx) pixels, a fraction
+    of its cell r: ||E(roll(x, d)) - translate(E(x), d / r)|| / ||E(x) - its mean|| over the latent's inner cells
+    (the padded border does not move), E the posterior mean."""
+    r, z = vae.config.spatial_factor, vae.encode(x).mean
+    if min(z.shape[-2:]) < 7:
+        raise ValueError(f"shift_gap needs a latent of at least 7x7 cells (frames of {7 * r}x{7 * r} px), got "
+                         f"frames of {x.shape[-2]}x{x.shape[-1]} px")
+    moved = vae.encode(torch.roll(x, (dy, dx), dims=(-2, -1))).mean - translate(z, dy / r, dx / r)
+    inner = (..., slice(3, -3), slice(3, -3))
+    return moved[inner].norm() / (z - z.mean(dim=(-2, -1), keepdim=True))[inner].norm()
+
+
 @torch.no_grad()
 def shift_error(vae: VAE, x: torch.Tensor, px: int = 2) -> float:
-    """How far a VAE's encoder is from moving its latent with the clip: for a shift of ``px`` pixels, a fraction of
-    its cell r, ||E(roll(x, px)) - translate(E(x), px / r)|| / ||E(x) - its mean|| over the latent's inner cells (the
-    padded border does not move). About 1.3 for the frame VAE at 2 px, 0.3 for frame-se, 0.03 at a whole cell."""
-    r, z = vae.config.spatial_factor, vae.encode(x).mean
-    moved = vae.encode(torch.roll(x, (px, px), dims=(-2, -1))).mean - translate(z, px / r, px / r)
-    inner = (..., slice(3, -3), slice(3, -3))
-    return float(moved[inner].norm() / (z - z.mean(dim=(-2, -1), keepdim=True))[inner].norm())
+    """``shift_gap`` for a diagonal shift of ``px`` pixels: about 1.3 for the frame VAE at 2 px, 0.3 for frame-se,
+    0.2 for frame-eq, 0.03 at a whole cell."""
+    return float(shift_gap(vae, x, px, px))
 
 
 def high_frequency_share(z: torch.Tensor) -> float:

@@ -8,7 +8,7 @@ import torch
 from minisora.data import standard_test_set
 from minisora.metrics import psnr
 from minisora.train_vae import VAETrainConfig, clips, train_vae
-from minisora.vae import SE_FACTORS, VAE_PATHS, high_frequency_share, load_vae, pool, shift_error, translate
+from minisora.vae import SE_FACTORS, VAE_PATHS, high_frequency_share, load_vae, pool, shift_error, shift_gap, translate
 from minisora.vae import VAE, DiagonalGaussian, VAEConfig
 
 # well under the measured quality: catches a broken VAE, not noise
@@ -92,10 +92,11 @@ def test_pool_averages_spatial_cells_only():
     assert pooled[0, 1, 2, 0, 1] == x[0, 1, 2, :2, 2:].mean()
 
 
-def loss_with_and_without(term: str) -> tuple:
-    """A small VAE's loss with ``term`` (weight 2) and without it, the parts of both, and the latent sample it drew."""
+def loss_with_and_without(term: str, size: int = 16) -> tuple:
+    """A small VAE's loss on size x size frames with ``term`` (weight 2) and without it, the parts of both, and the
+    latent sample it drew."""
     torch.manual_seed(0)
-    vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 3, 16, 16)
+    vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 3, size, size)
     plain, plain_parts = vae.loss(x, generator=torch.Generator().manual_seed(1))
     regularised, parts = vae.loss(x, generator=torch.Generator().manual_seed(1), **{term: 2.0})
     z = vae.encode(x).sample(torch.Generator().manual_seed(1))  # the same latent sample the loss drew
@@ -133,6 +134,29 @@ def test_shift_equivariance_adds_a_shifted_reconstruction_to_the_loss():
             shifted.append(((dy, dx), te))
     matches = [d for d, te in shifted if torch.allclose(added, 2.0 * te)]
     assert len(matches) == 1 and matches[0] != (0, 0), matches
+
+
+def test_encoder_equivariance_adds_one_sub_cell_shift_gap_to_the_loss():
+    vae, x, z, added, plain_parts, parts = loss_with_and_without("encoder_equivariance", size=32)  # 8x8 cells: an inner 2x2
+    assert "ee" not in plain_parts
+    gaps = {(dy, dx): shift_gap(vae, x, dy, dx).square() for dy in range(4) for dx in range(4)}
+    matches = [d for d, ee in gaps.items() if torch.allclose(added, 2.0 * ee)]
+    assert len(matches) == 1 and matches[0] != (0, 0), matches
+    assert added.requires_grad  # it trains the encoder
+
+
+def test_the_shift_gap_cannot_be_lowered_by_shrinking_the_latent():
+    torch.manual_seed(0)
+    vae, x = VAE(VAEConfig("frame")), torch.rand(2, 1, 2, 32, 32)
+    gap, mu = shift_gap(vae, x, 1, 2), vae.encode(x).mean
+    with torch.no_grad():  # scale mu, the first half of the last convolution's outputs, by 0.1
+        last, C = vae.encoder[-1], vae.config.latent_channels
+        last.weight[:C] *= 0.1
+        last.bias[:C] *= 0.1
+    torch.testing.assert_close(vae.encode(x).mean, 0.1 * mu)
+    torch.testing.assert_close(shift_gap(vae, x, 1, 2), gap)
+    with pytest.raises(ValueError, match="at least 7x7 cells .*got frames of 16x16"):
+        shift_gap(vae, x[..., :16, :16], 1, 2)
 
 
 def test_the_scale_equivariant_encoder_moves_its_latent_with_the_digit():
