@@ -58,7 +58,7 @@ class DiTConfig:
     patch: tuple[int, int, int] = (2, 4, 4)  # (pt, ph, pw) in latent cells
     attention: str = "full"  # a key of ATTENTIONS
     in_channels: int | None = None  # channels of what it denoises; None: the VAE's latent channels (1 for pixels)
-    vae: str = "frame"  # a shipped VAE's name ("frame", "frame-se", "frame-eq", "spacetime") or "none" (pixels): vae.SPACES
+    vae: str = "frame"  # a shipped VAE's name (a key of vae.VAE_PATHS) or "none" (pixels): vae.SPACES
     frames: int = 20  # the clip size the model trains on (pixels)
     size: int = 64
     text_dim: int = 128

@@ -77,7 +77,8 @@ class TrainConfig:
     rope: bool = option(True, "3D rotary positions with QK-norm in self-attention instead of added sin-cos positions")
     vae: str = option("frame", "the space the model denoises: latents of a shipped VAE (frame; frame-se, the frame "
                                "VAE fine-tuned for a smoother latent; frame-eq, frame-se fine-tuned to move its "
-                               "latent with the digit; spacetime) or pixels (none)", choices=SPACES)
+                               "latent with the digit; frame-eqe, frame-eq whose encoder moves it too; spacetime) or pixels "
+                               "(none)", choices=SPACES)
     objective: str = option("flow", "rectified flow (velocity, logit-normal times) or DDPM (epsilon, linear "
                                     "schedule)", choices=("flow", "ddpm"))
     shift: float = option(3.0, "rectified flow: shift training times and the sampling grid towards noise, "

@@ -32,9 +32,10 @@ from .checkpoint import load_model
 from .digits import DATA_DIR
 
 # The shipped VAEs by name: "frame-se" is the frame VAE fine-tuned with the scale-equivariance term, "frame-eq" is
-# frame-se fine-tuned with the shift-equivariance term too (``VAE.loss``)
+# frame-se fine-tuned with the shift-equivariance term too, "frame-eqe" is frame-eq fine-tuned with the encoder's
+# shift-equivariance term as well (``VAE.loss``)
 VAE_PATHS = {"frame": DATA_DIR / "vae_frame.pt", "frame-se": DATA_DIR / "vae_frame_se.pt",
-             "frame-eq": DATA_DIR / "vae_frame_eq.pt",
+             "frame-eq": DATA_DIR / "vae_frame_eq.pt", "frame-eqe": DATA_DIR / "vae_frame_eqe.pt",
              "spacetime": DATA_DIR / "vae_spacetime.pt"}
 
 KL_WEIGHT = 1e-3  # beta: enough to keep latents Gaussian-like, small enough to keep digits sharp

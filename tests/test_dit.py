@@ -94,7 +94,7 @@ def test_clear_errors():
         model(torch.randn(1, 4, 20, 18, 16), torch.zeros(1), model.null_ids(1))
     with pytest.raises(ValueError, match="attention must be"):
         DiT(get_preset("micro", attention="sparse"))
-    with pytest.raises(ValueError, match=r"vae must be one of \['frame', 'frame-se', 'frame-eq', 'spacetime', 'none'\], got 'sd'"):
+    with pytest.raises(ValueError, match=r"vae must be one of \['frame', 'frame-se', 'frame-eq', 'frame-eqe', 'spacetime', 'none'\], got 'sd'"):
         get_preset("micro", vae="sd")
 
 
