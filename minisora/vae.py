@@ -236,7 +236,7 @@ class VAE(nn.Module):
                                                     torch.roll(x, (dy, dx), dims=(-2, -1)))
             loss, parts["te"] = loss + shift_equivariance * te, te.item()
         if encoder_equivariance:
-            ee = shift_gap(self, x, *subcell_shift(r, generator)).square()
+            ee = shift_gap(self, x, *subcell_shift(r, generator), mean=posterior.mean).square()
             loss, parts["ee"] = loss + encoder_equivariance * ee, ee.item()
         return loss, parts
 
@@ -271,11 +271,11 @@ def subcell_shift(r: int, generator: torch.Generator | None = None) -> tuple[int
     return divmod(int(d) + 1, r)
 
 
-def shift_gap(vae: VAE, x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+def shift_gap(vae: VAE, x: torch.Tensor, dy: int, dx: int, mean: torch.Tensor | None = None) -> torch.Tensor:
     """How far a VAE's encoder is from moving its latent with the clip, for a shift of (dy, dx) pixels, a fraction
     of its cell r: ||E(roll(x, d)) - translate(E(x), d / r)|| / ||E(x) - its mean|| over the latent's inner cells
-    (the padded border does not move), E the posterior mean."""
-    r, z = vae.config.spatial_factor, vae.encode(x).mean
+    (the padded border does not move), E the posterior mean (``mean``: E(x) when already computed)."""
+    r, z = vae.config.spatial_factor, vae.encode(x).mean if mean is None else mean
     if min(z.shape[-2:]) < 7:
         raise ValueError(f"shift_gap needs a latent of at least 7x7 cells (frames of {7 * r}x{7 * r} px), got "
                          f"frames of {x.shape[-2]}x{x.shape[-1]} px")
