@@ -202,6 +202,7 @@ ROWS = [("readable", "clips whose digits the evaluator can read apart", "{:.1%}"
         ("median_speed_px", "median speed, px/frame (protocol 3.6)", "{:.2f}"),
         ("median_speed_error_px", "median speed error, px/frame", "{:.2f}"),
         ("direction_persistence", "direction persistence, cos between steps", "{:.3f}"),
+        ("speed_jitter_px", "speed jitter, px between consecutive steps", "{:.2f}"),
         ("bounces_at_walls", "reversals at a wall", "{:.1%}"),
         ("reversals_per_clip", "reversals per clip", "{:.2f}")]
 
@@ -213,9 +214,10 @@ def format_table(result: dict) -> str:
     if "one_digit" in result:
         lines += ["| metric | 1 digit: model | 1 digit: real | 2 digits: model | 2 digits: real |", "|---|---|---|---|---|"]
         for key, name, f in ROWS:
-            cells = [fmt(f, result[kind][who].get(key)) for kind in ("one_digit", "two_digits")
-                     for who in ("generated", "real")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            values = [result[kind][who].get(key) for kind in ("one_digit", "two_digits") for who in ("generated", "real")]
+            if all(v is None for v in values):  # an evaluation from before the row existed
+                continue
+            lines.append(f"| {name} | " + " | ".join(fmt(f, v) for v in values) + " |")
         fd = result["frechet"]
         lines += ["", f"{result['settings']['clips']} clips per column; Frechet distance on evaluator features "
                       f"(internal metric): generated vs real {fd['generated_vs_real']:.2f}, real vs real "

@@ -6,6 +6,8 @@ d_t = c_{t+1} - c_t its steps, a clip obeys that physics when
 
     speed      the mean step length |d_t| away from the walls is 3.6 px/frame  (speed error = |mean - 3.6|)
     direction  consecutive steps away from the walls keep their direction: cos(d_t, d_{t+1}) = 1
+    jitter     ... and their length: | |d_t| - |d_{t+1}| | = 0 (real clips: 0.6-0.7 px, from whole-pixel positions).
+               The mean speed cannot see a digit that alternates short and long steps (a "stutter"), this can
     bounces    a velocity component reverses only where the digit touches that wall (steps under 1 px,
                such as a pause against the wall, are skipped when looking for reversals)
 
@@ -84,6 +86,7 @@ class ClipPhysics:
 
     speed: float  # mean step length away from the walls, px/frame
     persistence: float  # mean cos(d_t, d_{t+1}) away from the walls (a step under 1 px counts 0); nan if none
+    jitter: float  # mean | |d_t| - |d_{t+1}| | over the same pairs of steps, px; nan if none
     reversals: int  # velocity components that changed sign
     reversals_at_wall: int  # ... with the digit touching that wall
 
@@ -133,7 +136,9 @@ def probe_track(centres: np.ndarray, height: int, width: int, digit: int = DIGIT
     moving = (length[:-1] >= MIN_STEP) & (length[1:] >= MIN_STEP)
     cos = np.where(moving, (a * b).sum(-1) / np.maximum(length[:-1] * length[1:], 1e-9), 0.0)  # (T-2, K)
     persistence = float(cos[pairs].mean()) if pairs.any() else float("nan")  # nan: never between bounces and apart
-    return ClipPhysics(speed=speed, persistence=persistence, reversals=reversals, reversals_at_wall=int(at_wall))
+    jitter = float(np.abs(length[:-1] - length[1:])[pairs].mean()) if pairs.any() else float("nan")
+    return ClipPhysics(speed=speed, persistence=persistence, jitter=jitter, reversals=reversals,
+                       reversals_at_wall=int(at_wall))
 
 
 def probe(videos, num_digits: int = 1, corners: list[np.ndarray] | None = None) -> list[ClipPhysics]:
@@ -153,12 +158,13 @@ def mean_of_measured(values: list[float]) -> float:
 
 
 def summarize(clips: list[ClipPhysics]) -> dict:
-    """Set-level figures: median speed and speed error, mean persistence, share of reversals at a wall."""
+    """Set-level figures: median speed and speed error, mean persistence and jitter, share of reversals at a wall."""
     reversals = sum(c.reversals for c in clips)
     return {
         "median_speed_px": float(np.median([c.speed for c in clips])),
         "median_speed_error_px": float(np.median([c.speed_error for c in clips])),
         "direction_persistence": mean_of_measured([c.persistence for c in clips]),
+        "speed_jitter_px": mean_of_measured([c.jitter for c in clips]),
         "bounces_at_walls": sum(c.reversals_at_wall for c in clips) / reversals if reversals else float("nan"),
         "reversals_per_clip": reversals / len(clips),
     }

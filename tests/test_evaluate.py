@@ -9,7 +9,7 @@ import torch
 
 from minisora.cli import main
 from minisora.data import standard_test_set
-from minisora.evaluate import real_clips, video_prediction
+from minisora.evaluate import format_table, real_clips, video_prediction
 from minisora.evaluator import clip_scores, digit_scores, prompts_for, read_clips
 from minisora.evaluator import load_evaluator
 from minisora.metrics import frechet_distance, mse_per_frame
@@ -128,6 +128,11 @@ def test_eval_command_prints_the_table_and_writes_json(micro_run, tmp_path, caps
     assert {"one_digit", "two_digits", "frechet", "prediction", "settings", "command"} <= set(result)
     assert result["one_digit"]["real"]["alignment"] == 1.0  # 3 real test clips: read right
     assert np.isfinite(result["frechet"]["generated_vs_real"])
+    assert "| speed jitter" in printed
+    for kind in ("one_digit", "two_digits"):  # an evaluation from before the jitter was measured: no empty row
+        for who in ("generated", "real"):
+            del result[kind][who]["speed_jitter_px"]
+    assert "| speed jitter" not in format_table(result) and "| direction persistence" in format_table(result)
     with pytest.raises(SystemExit):
         main(["eval", "--ckpt", str(tmp_path / "missing.pt")])
 

@@ -37,6 +37,7 @@ def test_real_one_digit_clips_obey_the_physics(one_digit):
     s = summarize(probe(np.stack([c.video for c in one_digit]).astype(np.float32) / 255, 1))
     assert s["median_speed_error_px"] < 0.15
     assert s["direction_persistence"] > 0.95
+    assert s["speed_jitter_px"] < 0.8  # whole-pixel positions: steps of 3.6 px drawn as (3, 2), (2, 3), (3, 3), ...
     assert s["bounces_at_walls"] > 0.95
     # the bounces a tracker can see: not on the first or last frame, on a component moving >= 1 px/frame
     seen = [(c.motion.bounces[1:-1] != 0) & (np.abs(c.motion.velocities[1:-1]) >= 1) for c in one_digit]
@@ -85,6 +86,17 @@ def test_a_drawn_bounce_is_found_at_the_wall():
     p = probe_track(np.array(path)[:, None], 64, 64)
     assert p.reversals == p.reversals_at_wall == 1
     assert abs(p.speed - SPEED) < 1e-6 and p.persistence > 0.999
+
+
+def test_a_stutter_has_the_right_mean_speed_and_direction_but_not_the_jitter():
+    # short and long steps in turn along one line, away from the walls: the mean speed is right, the jitter is not
+    steps = np.where(np.arange(8) % 2 == 0, SPEED - 0.6, SPEED + 0.6)
+    path = np.stack([20 + 0.6 * np.cumsum(steps), 20 + 0.8 * np.cumsum(steps)], axis=-1)  # (8, 2): one direction
+    p = probe_track(path[:, None], 64, 64)
+    assert abs(p.speed - SPEED) < 0.1 and p.persistence > 0.999
+    assert abs(p.jitter - 1.2) < 1e-6
+    smooth = probe_track((20 + np.outer(np.arange(8) * SPEED, [0.6, 0.8]))[:, None], 64, 64)
+    assert smooth.jitter < 1e-6
 
 
 def test_clear_errors():
