@@ -140,12 +140,32 @@ def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.99
 
 # ----------------------------------------------------------------------------- the shared training loss
 
+def clip_error(error: torch.Tensor, generated: torch.Tensor, frame_difference: float = 0.0) -> torch.Tensor:
+    """Per clip (B,), the model's error e = output - target (B, C, T, H, W) over its generated frames (B, T):
+
+        mean_t |e_t|^2  +  lambda * mean_t |e_{t+1} - e_t|^2      (the second over pairs of generated frames)
+
+    Plain MSE weighs every temporal frequency w of the error alike; with lambda > 0 frequency w weighs
+    1 + 4 lambda sin^2(w / 2): most at w = pi, frames that alternate, which is how a model with temporal
+    patches of 2 stutters (short steps inside a patch, long steps across). Our own remedy, not from a paper.
+    """
+    w = generated[:, None, :, None, None].to(error.dtype)  # (B, 1, T, 1, 1)
+    per_frame = error[0, :, 0].numel()  # C * H * W values in one frame
+    loss = (error ** 2 * w).flatten(1).sum(1) / (w.flatten(1).sum(1) * per_frame).clamp(min=1)  # (B,)
+    if frame_difference:
+        pairs = w[:, :, 1:] * w[:, :, :-1]  # (B, 1, T - 1, 1, 1): both frames generated
+        step = (error[:, :, 1:] - error[:, :, :-1]) ** 2  # (B, C, T - 1, H, W)
+        loss = loss + frame_difference * (step * pairs).flatten(1).sum(1) / \
+            (pairs.flatten(1).sum(1) * per_frame).clamp(min=1)
+    return loss
+
+
 class Objective:
     """What both objectives share: the loss. Subclasses define ``sample_t``, ``q_sample``, ``target_from``, ``time``."""
 
     def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
              t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-             known: torch.Tensor | None = None) -> torch.Tensor:
+             known: torch.Tensor | None = None, frame_difference: float = 0.0) -> torch.Tensor:
         """L = E_{t, eps} || target - model(x_t, time(t), c) ||^2: DDPM's "simple" loss for the eps target,
         conditional flow matching for the velocity. ``t`` and ``noise`` may be given (data-parallel training
         draws them for the whole batch).
@@ -153,20 +173,21 @@ class Objective:
         ``known`` (B, T) marks conditioning frames of videos (B, C, T, H, W): they stay clean with time 0
         (see :class:`KnownFrames`) and the loss is averaged over each clip's other frames, then over clips
         (so a slice of the batch gives a slice of the mean: data-parallel training stays exact).
+        ``frame_difference`` lambda adds the frame-difference term (see :func:`clip_error`).
         """
         t = self.sample_t(len(x0), x0.device, generator) if t is None else t
         noise = torch.randn(x0.shape, device=x0.device, generator=generator) if noise is None else noise
         x_t, target = self.q_sample(x0, t, noise), self.target_from(x0, noise, t)
-        if known is None:
+        if known is None and not frame_difference:
             return F.mse_loss(model(x_t, self.time(t), cond), target)
-        error = (KnownFrames(model, known, x0)(x_t, self.time(t), cond) - target) ** 2  # (B, C, T, H, W)
-        weight = (~known)[:, None, :, None, None].expand_as(error).flatten(1)  # (B, C*T*H*W): 1 where generated
-        per_clip = (error.flatten(1) * weight).sum(1) / weight.sum(1).clamp(min=1)  # (B,)
-        return per_clip.mean()
-
+        net = model if known is None else KnownFrames(model, known, x0)
+        generated = torch.ones(x0.shape[0], x0.shape[2], dtype=torch.bool, device=x0.device) if known is None \
+            else ~known  # (B, T)
+        return clip_error(net(x_t, self.time(t), cond) - target, generated, frame_difference).mean()
 
     def packed_loss(self, model, x0s: list[torch.Tensor], cond: torch.Tensor, t: torch.Tensor,
-                    noises: list[torch.Tensor], known: list[torch.Tensor | None], **packing) -> torch.Tensor:
+                    noises: list[torch.Tensor], known: list[torch.Tensor | None], frame_difference: float = 0.0,
+                    **packing) -> torch.Tensor:
         """The same loss for clips of different shapes in one packed pass (``DiT.forward_packed``): clip i is x0s[i]
         (C, T_i, H_i, W_i) at time t[i] with noise noises[i] and conditioning frames known[i] (T_i,) (or None).
         Each clip's error is averaged over its own generated frames, then over clips, as in ``loss``."""
@@ -177,9 +198,9 @@ class Objective:
             x_in.append(torch.where(k[None, :, None, None], x0, x_t))  # known frames clean, with time 0
             times.append(self.time(ti).expand(len(k)).masked_fill(k, 0.0))
             targets.append((self.target_from(x0[None], noise[None], ti[None])[0], ~k))
-        per_clip = [((out - target) ** 2)[:, generated].mean()
+        per_clip = [clip_error((out - target)[None], generated[None], frame_difference)
                     for out, (target, generated) in zip(model.forward_packed(x_in, times, cond, **packing), targets)]
-        return torch.stack(per_clip).mean()
+        return torch.cat(per_clip).mean()
 
 
 # ----------------------------------------------------------------------------- DDPM / DDIM

@@ -101,6 +101,9 @@ class TrainConfig:
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
                               "frozen aligner's features of the clean frames (python -m minisora train-aligner); 0: off")
+    frame_difference: float = option(0.0, "weight lambda of the frame-difference loss: lambda * |e_t+1 - e_t|^2 over "
+                                          "consecutive generated latent frames (e: the model's error), which weighs "
+                                          "errors that alternate frame to frame (a stutter) 1 + 4 lambda; 0: off")
     num_digits: tuple[int, ...] = option((1, 2), "digits per clip; clips cycle through the values given")
     classes: tuple[int, ...] = option(tuple(range(10)), "digit classes the clips are drawn from (the debugging "
                                                         "ladder trains on one class, then all ten)")
@@ -152,7 +155,7 @@ class TrainConfig:
                              f"or p_image (use --p-image 0); got repa={self.repa}, clips={self.clips}, "
                              f"p_image={self.p_image}")
         for name, above, at_least in (("lr", 0.0, None), ("shift", 0.0, None), ("weight_decay", None, 0.0),
-                                      ("grad_clip", 0.0, None), ("repa", None, 0.0)):
+                                      ("grad_clip", 0.0, None), ("repa", None, 0.0), ("frame_difference", None, 0.0)):
             check_finite(self, name, above=above, at_least=at_least)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
@@ -496,9 +499,9 @@ def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch |
     """One step on batch ``b``: returns (diffusion loss, REPA's alignment loss or None, gradient norm)."""
     with autocast:
         if isinstance(b, PackedBatch):  # clips of their own sizes, packed into rows
-            loss = obj.packed_loss(t.model, b.z, b.ids, b.t, b.noise, b.known)
+            loss = obj.packed_loss(t.model, b.z, b.ids, b.t, b.noise, b.known, cfg.frame_difference)
         else:
-            loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known)
+            loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known, frame_difference=cfg.frame_difference)
         align = None
         if t.projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y), h: the aligned block's tokens
             targets = token_targets(t.aligner, b.videos, t.model.patch_grid(b.z))

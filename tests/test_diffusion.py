@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from minisora.diffusion import GaussianDiffusion, KnownFrames, RectifiedFlow, TimestepEmbedding, guided, make_objective
+from minisora.diffusion import (GaussianDiffusion, KnownFrames, RectifiedFlow, TimestepEmbedding, clip_error, guided,
+                                make_objective)
 from minisora.optim import EMA, warmup_cosine
 from minisora.unet import UNet, UNetConfig
 
@@ -223,8 +224,8 @@ class Recorder(torch.nn.Module):
     """A video 'network' that remembers what it was given and predicts x_t + time (per frame)."""
 
     def forward(self, x, time, cond):
-        self.x, self.time = x, time
-        return x + time[:, None, :, None, None]
+        self.x, self.time = x, time if time.ndim == 2 else time[:, None].expand(-1, x.shape[2])  # (B, T)
+        return x + self.time[:, None, :, None, None]
 
 
 def test_known_frames_stay_clean_with_time_0_and_the_loss_ignores_them():
@@ -245,6 +246,41 @@ def test_known_frames_stay_clean_with_time_0_and_the_loss_ignores_them():
     torch.testing.assert_close(loss, per_clip.mean())
     with pytest.raises(ValueError, match="bool mask"):
         KnownFrames(net, known[:, :4], x0)
+
+
+def test_the_frame_difference_term_weighs_an_alternating_error_1_plus_4_lambda():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 3, 1, 4, 4, generator=g)
+    sign = torch.tensor([1.0, -1.0] * 4)[None, None, :, None, None]  # (1, 1, 8, 1, 1): +a, -a, +a, ...
+    everywhere = torch.ones(2, 8, dtype=torch.bool)
+    squared = (a ** 2).flatten(1).mean(1)  # (2,)
+    torch.testing.assert_close(clip_error(a * sign, everywhere, 0.5), squared * (1 + 4 * 0.5))  # alternating
+    torch.testing.assert_close(clip_error(a.expand(-1, -1, 8, -1, -1), everywhere, 0.5), squared)  # steady: as MSE
+    torch.testing.assert_close(clip_error(a * sign, everywhere), squared)  # lambda = 0: MSE
+    # pairs with a given frame do not count: only frames 2 and 3 are generated in clip 0, 1..3 in clip 1
+    generated = torch.tensor([[False, False, True, True] + [False] * 4, [False, True, True, True] + [False] * 4])
+    error = torch.zeros(2, 3, 8, 4, 4)
+    error[:, :, 0] = 100.0  # a given frame's error, not in the loss
+    error[:, :, 2:4] = a * sign[:, :, 2:4]  # -a, +a
+    expected = squared * torch.tensor([2 / 2 + 0.5 * 4 / 1, 2 / 3 + 0.5 * (1 + 4) / 2])  # 0 -> -a -> +a
+    torch.testing.assert_close(clip_error(error, generated, 0.5), expected)
+
+
+def test_the_loss_with_frame_difference_is_the_mean_of_clip_errors():
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(3, 2, 6, 4, 4, generator=g), torch.randn(3, 2, 6, 4, 4, generator=g)
+    known = torch.tensor([[True, True] + [False] * 4, [False] * 6, [False] * 4 + [True, True]])
+    net, flow, t = Recorder(), RectifiedFlow(), torch.tensor([0.3, 0.6, 0.9])
+    for k in (None, known):
+        plain = flow.loss(net, x0, torch.zeros(3), t=t, noise=noise, known=k)
+        loss = flow.loss(net, x0, torch.zeros(3), t=t, noise=noise, known=k, frame_difference=2.0)
+        error = net.x + net.time[:, None, :, None, None] - (noise - x0)  # the Recorder's output minus the velocity
+        generated = torch.ones(3, 6, dtype=torch.bool) if k is None else ~k
+        torch.testing.assert_close(loss, clip_error(error, generated, 2.0).mean())
+        assert loss > plain
+    with pytest.raises(ValueError, match="frame_difference must be a finite number >= 0"):
+        from minisora.train import TrainConfig
+        TrainConfig(frame_difference=-1.0)
 
 
 def test_sampling_with_known_frames_keeps_them_and_guidance_doubles_the_mask():

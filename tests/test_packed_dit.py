@@ -69,11 +69,12 @@ def test_packed_loss_equals_the_loss_of_each_clip_alone():
     noises = [torch.randn(x.shape, generator=g) for x in xs]
     known = [torch.tensor([True, True, False, False]), None, None, None, torch.tensor([False, False, False, False, True, True])]
     ids = model.tokenizer.batch(["3", "4", "5", "6", "7"])
-    packed = obj.packed_loss(model, xs, ids, t, noises, known, budget=160)
-    alone = torch.stack([obj.loss(model, x[None], ids[i:i + 1], t=t[i:i + 1], noise=n[None],
-                                  known=None if k is None else k[None])
-                         for i, (x, n, k) in enumerate(zip(xs, noises, known))]).mean()
-    torch.testing.assert_close(packed, alone, atol=1e-6, rtol=1e-5)
+    for lam in (0.0, 1.0):  # with and without the frame-difference term
+        packed = obj.packed_loss(model, xs, ids, t, noises, known, lam, budget=160)
+        alone = torch.stack([obj.loss(model, x[None], ids[i:i + 1], t=t[i:i + 1], noise=n[None],
+                                      known=None if k is None else k[None], frame_difference=lam)
+                             for i, (x, n, k) in enumerate(zip(xs, noises, known))]).mean()
+        torch.testing.assert_close(packed, alone, atol=1e-6, rtol=1e-5)
     packed.backward()  # and it trains
     assert model.final.linear.weight.grad.abs().sum() > 0
 
