@@ -1,13 +1,14 @@
 """Does the digit move in even steps? Step lengths inside a frame of tubelets against across two of them.
 
-    python scripts/stutter.py data/dit_eqe64.pt data/dit_packed.pt --clips 40 --seed 21 --out docs/stutter.json
+    python scripts/stutter.py data/dit_eqe64.pt data/dit_eqe64_2.pt --guidance 1 4 8 --out docs/stutter.json
 
 A DiT with a temporal patch of 2 (frame VAE, patch 2x2x2) draws pixel frames 2k and 2k+1 from one token. Real
 Moving MNIST steps 3.6 px every frame; a model that under-moves inside a token and catches up across tokens
 alternates short and long steps, a stutter that the mean speed (and so the speed error) cannot see. For one-digit
-text-to-video clips (prompts "0".."9" in turn, text guidance 8, 25 steps) this prints, next to real test clips:
-the median step inside a token (frame 2k -> 2k+1) and across tokens (2k+1 -> 2k+2), the parity gap (each clip's
-mean step across minus inside, averaged over clips: 0 on real clips) and the probe's speed jitter and speed error.
+text-to-video clips (prompts "0".."9" in turn, 25 steps, each text guidance given) this prints, next to real test
+clips: the median step inside a token (frame 2k -> 2k+1) and across tokens (2k+1 -> 2k+2), the parity gap (each
+clip's mean step across minus inside, averaged over clips: 0 on real clips) and the probe's speed jitter and speed
+error.
 """
 
 from __future__ import annotations
@@ -47,23 +48,25 @@ def main() -> None:
     p.add_argument("ckpts", nargs="+", help="DiTs (exported weights or a run's ckpt.pt)")
     p.add_argument("--clips", type=int, default=40, help="one-digit clips per model (prompts 0..9 in turn)")
     p.add_argument("--seed", type=int, default=21, help="seed of the sampler's noise and of the real clips")
-    p.add_argument("--guidance", type=float, default=8.0, help="text guidance scale")
+    p.add_argument("--guidance", type=float, nargs="+", default=[8.0], help="text guidance scales (each a row)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps")
     p.add_argument("--out", default=None, help="write the figures here (JSON)")
     args = p.parse_args()
     real, _ = real_clips(args.clips, 1, seed=args.seed)
     result = {"settings": vars(args), "real": stutter(real)}
     prompts, _ = prompts_for(args.clips, 1)
-    print(f"{'':<40} inside  across  parity gap  jitter  speed error (px)")
+
     for ckpt in args.ckpts:
         model, saved = load_dit(ckpt)
-        with torch.no_grad():
-            out = generate(model, VideoCodec(model.config.vae), prompts, objective_of(saved), args.guidance,
-                           args.steps, seed=args.seed)[:, 0]  # (N, T, H, W)
-        result[ckpt] = stutter(out, model.config.tubelet_frames)
+        for guidance in args.guidance:
+            with torch.no_grad():
+                out = generate(model, VideoCodec(model.config.vae), prompts, objective_of(saved), guidance,
+                               args.steps, seed=args.seed)[:, 0]  # (N, T, H, W)
+            result[f"{ckpt}, guidance {guidance:g}"] = stutter(out, model.config.tubelet_frames)
+    print(f"{'':<50} inside  across  parity gap  jitter  speed error (px)")
     for name, r in result.items():
         if name != "settings":
-            print(f"{name:<40} {r['step_inside_px']:6.2f}  {r['step_across_px']:6.2f}  {r['parity_gap_px']:10.2f}  "
+            print(f"{name:<50} {r['step_inside_px']:6.2f}  {r['step_across_px']:6.2f}  {r['parity_gap_px']:10.2f}  "
                   f"{r['speed_jitter_px']:6.2f}  {r['speed_error_px']:11.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
