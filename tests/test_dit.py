@@ -1,9 +1,15 @@
-"""The spacetime DiT: shapes, adaLN-Zero at init, independence of clips, attention modes, costs, errors."""
+"""The spacetime DiT: shapes, adaLN-Zero at init, independence of clips, attention modes, costs, errors, and the
+shipped DiTs against their manifests."""
+
+import json
+from dataclasses import asdict
 
 import pytest
 import torch
 
+from minisora.digits import DATA_DIR
 from minisora.dit import ATTENTIONS, PRESETS, DiT, DiTBlock, block_modes, flops_per_clip, get_preset, parameter_count, tokens_per_clip
+from minisora.sample import load_dit
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -182,3 +188,14 @@ def test_rope_model_keeps_clips_apart_and_any_grid(attention):
     torch.testing.assert_close(model(x2, t, ids)[[0, 2]], out[[0, 2]], atol=1e-5, rtol=1e-5)
     other = torch.randn(2, 4, 8, 32, 24)
     assert model(other, t[:2], ids[:2]).shape == other.shape
+
+
+@pytest.mark.parametrize("manifest", sorted(DATA_DIR.glob("dit_*.json")), ids=lambda p: p.stem)
+def test_each_shipped_dit_is_the_model_its_manifest_describes(manifest):
+    m = json.loads(manifest.read_text())
+    weights = manifest.with_suffix(".pt")
+    assert weights.stat().st_size == m["weights_bytes"], "the weights are not the ones the manifest measured"
+    model, train = load_dit(weights)
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(model.config).items()} == m["config"]
+    assert train["vae"] == m["settings"]["vae"] and train["steps"] == m["settings"]["steps"]
+    assert m["command"].startswith("python -m minisora train") and m["code_version"] and m["device"]
