@@ -20,20 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minisora.capability_eval import steps
 from minisora.evaluator import prompts_for, real_clips
-from minisora.physics import probe, summarize, track
+from minisora.physics import probe, summarize
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
-
-
-def steps_of(videos: torch.Tensor) -> np.ndarray:
-    """Step lengths (N, T - 1) of one-digit clips (N, T, H, W), px."""
-    centres = np.stack([track(v)[:, 0] for v in np.asarray(videos, dtype=np.float32)])  # (N, T, 2)
-    return np.linalg.norm(np.diff(centres, axis=1), axis=-1)
 
 
 def stutter(videos: torch.Tensor, group: int = 2) -> dict:
     """Steps inside a group of ``group`` frames (t -> t+1 with t % group < group - 1) against across two groups."""
-    length = steps_of(videos)  # (N, T - 1)
+    length = np.linalg.norm(steps(np.asarray(videos, dtype=np.float32)), axis=-1)  # (N, T - 1) px
     across = (np.arange(length.shape[1]) % group) == group - 1  # (T - 1,): the step leaves a group
     physics = summarize(probe(np.asarray(videos, dtype=np.float32), 1))
     return {"step_inside_px": round(float(np.median(length[:, ~across])), 2),
@@ -58,9 +53,10 @@ def main() -> None:
 
     for ckpt in args.ckpts:
         model, saved = load_dit(ckpt)
+        codec = VideoCodec(model.config.vae)
         for guidance in args.guidance:
             with torch.no_grad():
-                out = generate(model, VideoCodec(model.config.vae), prompts, objective_of(saved), guidance,
+                out = generate(model, codec, prompts, objective_of(saved), guidance,
                                args.steps, seed=args.seed)[:, 0]  # (N, T, H, W)
             result[f"{ckpt}, guidance {guidance:g}"] = stutter(out, model.config.tubelet_frames)
     print(f"{'':<50} inside  across  parity gap  jitter  speed error (px)")
