@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .captions import expand_prompt
 from .config import check_device, check_finite, check_positive, option
+from .diffusion import check_guidance_interval
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 
 
@@ -135,6 +136,9 @@ class SampleConfig:
     out: str = option("outputs/sample.gif", "file to write: .gif (clips side by side) or .npy (uint8, (T, N, H, W) "
                                             "like mnist_test_seq.npy; it can be an --input again)")
     guidance: float = option(4.0, "classifier-free guidance scale (1: none)")
+    guidance_interval: tuple[float, float] = option((0.0, 1.0), "guide only at noise levels in [LO, HI] (1: pure "
+                                                                "noise), elsewhere the prompt alone; LO 0.7 keeps the "
+                                                                "digit's steps even (README)", metavar=("LO", "HI"))
     sampler: str | None = option(None, "default: euler for rectified-flow models, ddim for DDPM models",
                                  choices=("euler", "ddim", "ddpm"))
     steps: int = option(50, "sampler steps (the ddpm sampler always takes 1000; --edit takes the share below "
@@ -177,6 +181,7 @@ class SampleConfig:
             raise ValueError("give at least one prompt")
         check_positive(self, "steps", "frames", "height", "width", "given", "gap", "window")
         check_finite(self, "guidance", at_least=0.0)
+        self.guidance_interval = check_guidance_interval(self.guidance_interval)
         check_device(self.device)
         modes = [name for name in ("image", "extend", "loop", "connect", "edit", "window") if getattr(self, name)]
         if len(modes) > 1:
@@ -213,7 +218,7 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
     model, train = load_dit(cfg.ckpt, cfg.device)
     prompts = [expand_prompt(p, seed=i) if cfg.expand else p for i, p in enumerate(cfg.prompt)]
     codec = VideoCodec(model.config.vae, cfg.device)
-    kw = dict(objective=objective_of(train), guidance=cfg.guidance, steps=None if cfg.sampler == "ddpm" else cfg.steps,
+    kw = dict(objective=objective_of(train, guidance_interval=cfg.guidance_interval), guidance=cfg.guidance, steps=None if cfg.sampler == "ddpm" else cfg.steps,
               sampler=cfg.sampler, seed=cfg.seed, progress=progress, context_noise=cfg.context_noise,
               frame_guidance=cfg.frame_guidance)
     size = dict(frames=cfg.frames, height=cfg.height, width=cfg.width)

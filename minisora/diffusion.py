@@ -14,7 +14,8 @@ The network sees a ``time`` in [0, 1000) in both cases (the DDPM step, or 1000 t
 so one timestep embedding serves both.
 
 Classifier-free guidance (Ho & Salimans 2022, arXiv 2207.12598) is :func:`guided`: the
-conditional and the null-conditioned predictions of **every** output channel are combined.
+conditional and the null-conditioned predictions of **every** output channel are combined. Each objective
+can guide only inside a guidance interval of noise levels (``guidance_interval``, Kynkaanniemi et al. 2024).
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ def _check_sampling(cond: torch.Tensor, null: torch.Tensor | None, batch: int, g
         raise ValueError(f"expected one condition per sample ({batch}), got {len(cond)}")
     if null is not None and null.shape != cond.shape:
         raise ValueError(f"null condition must have the condition's shape {tuple(cond.shape)}, got {tuple(null.shape)}")
+
+
+def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float]:
+    """A guidance interval [lo, hi] of noise levels with 0 <= lo < hi <= 1, as a tuple of floats."""
+    lo, hi = (float(x) for x in interval) if len(interval) == 2 else (math.nan, math.nan)
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(f"guidance_interval must be two noise levels lo < hi in [0, 1] (0, 1: guide at every "
+                         f"step), got {tuple(interval)}")
+    return lo, hi
 
 
 def _broadcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +171,22 @@ def clip_error(error: torch.Tensor, generated: torch.Tensor, frame_difference: f
 
 
 class Objective:
-    """What both objectives share: the loss. Subclasses define ``sample_t``, ``q_sample``, ``target_from``, ``time``."""
+    """What both objectives share: the loss and where to guide. Subclasses define ``sample_t``, ``q_sample``,
+    ``target_from``, ``time``, and set ``guidance_interval``."""
+
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
+
+    def guidance_at(self, guidance: float, level: float) -> float:
+        """The guidance scale at noise level ``level`` in [0, 1] (1: pure noise): ``guidance`` inside the guidance
+        interval [lo, hi], 1 outside it (the conditional prediction alone, one forward pass instead of two).
+
+        Kynkaanniemi et al. 2024 (arXiv 2404.07724) guide only in the middle of the noise levels: guidance at high
+        noise narrows the variety, at low noise it does little. For our video DiTs the low end matters: guidance
+        near the data exaggerates the difference between the two frames a token draws, so the digit stutters
+        (docs/recipe.md); skipping it below lo keeps the steps even.
+        """
+        lo, hi = self.guidance_interval
+        return guidance if lo <= level <= hi else 1.0
 
     def loss(self, model, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
              t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
@@ -214,7 +239,9 @@ class GaussianDiffusion(Objective):
 
     kind = "ddpm"
 
-    def __init__(self, schedule: str = "linear", num_steps: int = 1000, target: str = "eps"):
+    def __init__(self, schedule: str = "linear", num_steps: int = 1000, target: str = "eps",
+                 guidance_interval: tuple[float, float] = (0.0, 1.0)):
+        self.guidance_interval = check_guidance_interval(guidance_interval)
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
         if target not in TARGETS:
@@ -330,7 +357,7 @@ class GaussianDiffusion(Objective):
         ts = self.timesteps(steps)
         for i, t_int in enumerate(tqdm(ts, desc=sampler, unit="step", disable=not progress, leave=False)):
             t = torch.full((shape[0],), t_int, device=device, dtype=torch.long)
-            x0, eps = self.predict(model, x, t, cond, null, guidance, clip)
+            x0, eps = self.predict(model, x, t, cond, null, self.guidance_at(guidance, t_int / self.num_steps), clip)
             if sampler == "ddpm":
                 x = self.ddpm_step(x0, x, t, generator)
             else:
@@ -358,7 +385,8 @@ class RectifiedFlow(Objective):
     target = "v"
 
     def __init__(self, logit_mean: float = 0.0, logit_std: float = 1.0, timestep_sampling: str = "logit_normal",
-                 shift: float = 1.0):
+                 shift: float = 1.0, guidance_interval: tuple[float, float] = (0.0, 1.0)):
+        self.guidance_interval = check_guidance_interval(guidance_interval)
         if timestep_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"unknown timestep_sampling {timestep_sampling!r}; expected 'logit_normal' or 'uniform'")
         if shift <= 0:
@@ -421,7 +449,7 @@ class RectifiedFlow(Objective):
         ts = self.timesteps(50 if steps is None else steps)
         ts = torch.cat([torch.tensor([start]), ts[ts < start]]).to(device)  # start = 1: the whole grid
         for t, t_next in tqdm(list(zip(ts[:-1], ts[1:])), desc="euler", unit="step", disable=not progress, leave=False):
-            v = guided(model, x, self.time(t.expand(shape[0])), cond, null, guidance)
+            v = guided(model, x, self.time(t.expand(shape[0])), cond, null, self.guidance_at(guidance, float(t)))
             x = x + (t_next - t) * v  # x_{t - dt} = x_t - dt v
         return x if clip is None else x.clamp(-clip, clip)
 

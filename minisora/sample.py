@@ -100,14 +100,16 @@ def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dic
     return model, dict(ckpt["train"])
 
 
-def objective_of(train: dict, shift: float | None = None) -> GaussianDiffusion | RectifiedFlow:
+def objective_of(train: dict, shift: float | None = None,
+                 guidance_interval: tuple[float, float] = (0.0, 1.0)) -> GaussianDiffusion | RectifiedFlow:
     """The objective a run trained with, from its saved settings (runs before ``shift`` existed used 1);
-    ``shift`` samples rectified flow with another time shift than the one it trained with."""
+    ``shift`` samples rectified flow with another time shift than the one it trained with, and
+    ``guidance_interval`` [lo, hi] guides only at those noise levels (``Objective.guidance_at``)."""
     if train["objective"] == "flow":
-        return RectifiedFlow(shift=shift or train.get("shift", 1.0))
+        return RectifiedFlow(shift=shift or train.get("shift", 1.0), guidance_interval=guidance_interval)
     if shift:
         raise ValueError(f"shift is a setting of rectified flow; this model was trained with {train['objective']!r}")
-    return make_objective(train["objective"])
+    return make_objective(train["objective"], guidance_interval=guidance_interval)
 
 
 @torch.no_grad()

@@ -181,6 +181,7 @@ def test_clip_files_round_trip(tmp_path):
     (dict(frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
     (dict(edit="a.npy", frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
     (dict(image="a.png", frame_guidance=-1.0), "frame_guidance must be a finite number >= 0"),
+    (dict(guidance_interval=(0.7, 0.2)), r"guidance_interval must be two noise levels lo < hi in \[0, 1\]"),
 ])
 def test_sample_settings_errors(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -207,6 +208,8 @@ def test_eval_capabilities_setting_is_checked():
         EvalConfig(capabilities=1)
     with pytest.raises(ValueError, match="capability_parts must be some of"):
         EvalConfig(capabilities=2, capability_parts=("image_to_video", "teleport"))
+    with pytest.raises(ValueError, match="guidance_interval must be two noise levels"):
+        EvalConfig(guidance_interval=(0.5, 1.5))
 
 
 def test_eval_measures_only_the_capabilities_asked_for(tmp_path):
@@ -216,9 +219,26 @@ def test_eval_measures_only_the_capabilities_asked_for(tmp_path):
 
     main(["eval", "--quiet", "--clips", "0", "--prediction-clips", "0", "--capabilities", "2", "--capability-parts",
           "image_to_video", "--steps", "1", "--out", str(tmp_path / "e.json")])
-    measured = json.loads((tmp_path / "e.json").read_text())["capabilities"]
-    assert list(measured) == ["image_to_video"]
+    result = json.loads((tmp_path / "e.json").read_text())
+    measured = result["capabilities"]
+    assert list(measured) == ["image_to_video"] and "guidance_interval" not in result["settings"]  # the default
     assert set(measured["image_to_video"]) == {"generated", "real"}
+
+
+def test_the_sample_command_guides_only_inside_the_guidance_interval(tmp_path):
+    from minisora.cli import main
+
+    def sample(*flags):
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.npy"
+        main(["sample", "--quiet", "--steps", "2", "--frames", "4", "--prompt", "3", *flags, "--out", str(out)])
+        return load_clips(out)
+
+    unguided, guided = sample("--guidance", "1"), sample("--guidance", "6")
+    assert not torch.equal(unguided, guided)
+    # 2 Euler steps take the velocity at levels 1 and 0.5 (before the model's time shift): neither lies in
+    # [0.001, 0.002], so no step is guided
+    torch.testing.assert_close(sample("--guidance", "6", "--guidance-interval", "0.001", "0.002"), unguided)
+    torch.testing.assert_close(sample("--guidance", "6", "--guidance-interval", "0", "1"), guided)
 
 
 def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):

@@ -99,6 +99,41 @@ def test_guidance_scale_1_is_the_conditional_prediction_and_every_channel_is_gui
         guided(model, x, t, cond, None, 2.0)
 
 
+@pytest.mark.parametrize("objective,sampler", [("ddpm", "ddim"), ("flow", "euler")])
+def test_guidance_interval_guides_only_at_its_noise_levels(objective, sampler):
+    calls, scale = [], 100 if objective == "ddpm" else 1000  # network time = level x (100 steps, or 1000)
+
+    def model(x, time, c):
+        calls.append((float(time[0]) / scale, len(x)))  # (noise level in [0, 1], batch) of each call
+        return 0.1 * x + 0.01 * c[:, None].float()
+
+    cond, null, run = torch.tensor([1, 2, 3]), torch.zeros(3, dtype=torch.long), {}
+    for interval in ((0.0, 1.0), (0.45, 1.0), (0.25, 0.65)):  # no step exactly on an end
+        obj = make_objective(objective, guidance_interval=interval, **({"num_steps": 100} if objective == "ddpm" else {}))
+        calls.clear()
+        run[interval] = obj.sample(model, (3, 2), cond, null, guidance=3.0, steps=10, sampler=sampler, clip=None,
+                                   noise=torch.ones(3, 2))
+        lo, hi = interval
+        assert [b for _, b in calls] == [6 if lo <= level <= hi else 3 for level, _ in calls]  # 2B: guided
+        assert {b for _, b in calls} == ({6} if interval == (0.0, 1.0) else {3, 6})
+    assert not torch.equal(run[(0.0, 1.0)], run[(0.45, 1.0)])
+    # outside the interval the step is the conditional prediction's: guidance 1 everywhere gives the same
+    # sample as an interval that holds no step
+    plain = make_objective(objective, **({"num_steps": 100} if objective == "ddpm" else {}))
+    empty = make_objective(objective, guidance_interval=(0.001, 0.002), **({"num_steps": 100} if objective == "ddpm" else {}))
+    same = dict(steps=10, sampler=sampler, clip=None, noise=torch.ones(3, 2))
+    torch.testing.assert_close(empty.sample(model, (3, 2), cond, null, 3.0, **same),
+                               plain.sample(model, (3, 2), cond, null, 1.0, **same))
+
+
+@pytest.mark.parametrize("interval", [(0.7, 0.2), (-0.1, 1.0), (0.0, 1.5), (0.5,), (0.5, 0.5), (float("nan"), 1.0)])
+def test_guidance_interval_errors(interval):
+    with pytest.raises(ValueError, match="guidance_interval must be two noise levels lo < hi in"):
+        RectifiedFlow(guidance_interval=interval)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        GaussianDiffusion(guidance_interval=interval)
+
+
 @pytest.mark.parametrize("objective,sampler,steps", [("ddpm", "ddpm", None), ("ddpm", "ddim", 7), ("flow", "euler", 7)])
 def test_samplers_shapes_and_seeds(objective, sampler, steps):
     obj = make_objective(objective, **({"num_steps": 20} if objective == "ddpm" else {}))
