@@ -1,6 +1,6 @@
 """Where does identity go? Each frame of animated images, with the digit the evaluator reads in it.
 
-    python scripts/identity_frames.py --ckpt data/dit_se64.pt --clips 10 --seed 11 --out docs/identity_frames.png
+    python scripts/identity_frames.py --ckpt data/dit_eqe64_2.pt --clips 10 --seed 11 --out docs/identity_frames.png
 
 Animates frame 0 of real one-digit test clips (text guidance 8, frame guidance 2, 25 steps: the settings of issue
 17's figures), prints each clip's readings frame by frame beside the real clip's, and draws the frames with each
@@ -25,7 +25,7 @@ from minisora.sample import VideoCodec, load_dit, objective_of  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default="data/dit_se64.pt", help="the DiT (exported weights or a run's ckpt.pt)")
+    p.add_argument("--ckpt", default="data/dit_eqe64_2.pt", help="the DiT (exported weights or a run's ckpt.pt)")
     p.add_argument("--clips", type=int, default=10, help="real one-digit test clips to animate")
     p.add_argument("--seed", type=int, default=11, help="seed of the real clips and the sampler's noise")
     p.add_argument("--out", default=None, help="write the picture here (PNG)")
