@@ -67,6 +67,7 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     conv: bool = False  # a depthwise 3x3x3 convolution over the token grid in each block
     rope: bool = False  # 3D rotary positions with QK-norm in self-attention, instead of added sin-cos positions
+    rope_time_scale: float = 1.0  # rotary time coordinate per step of the token grid (0.5: re-patched, repatch.py)
     skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
 
     def __post_init__(self):
@@ -76,6 +77,10 @@ class DiTConfig:
             raise ValueError(f"vae must be one of {list(SPACES)}, got {self.vae!r}")
         if self.dim % self.heads or (self.rope and (self.dim // self.heads) % 2):
             raise ValueError(f"dim={self.dim} must split into {self.heads} heads (of an even size, for rope)")
+        if not (math.isfinite(self.rope_time_scale) and self.rope_time_scale > 0) or (
+                self.rope_time_scale != 1.0 and not self.rope):
+            raise ValueError(f"rope_time_scale must be a finite number > 0, and other than 1 only with rope=True; got "
+                             f"{self.rope_time_scale} with rope={self.rope}")
         channels, temporal, spatial = latent_space(self.vae)
         if self.in_channels is None:
             object.__setattr__(self, "in_channels", channels)  # frozen: set once, here
@@ -131,20 +136,21 @@ def per_token(values: torch.Tensor, layout: Layout) -> torch.Tensor:
     return repeat(values, "b t k -> b (t hw) k", hw=layout[1] * layout[2])
 
 
-def coords_angles(coords: torch.Tensor, head_dim: int, base: float = 100.0) -> torch.Tensor:
+def coords_angles(coords: torch.Tensor, head_dim: int, time_scale: float = 1.0, base: float = 100.0) -> torch.Tensor:
     """Rotary angles of tokens at (t, h, w) coordinates (..., 3) -> (..., head_dim / 2): axis a gets a slice of the
-    head with angles p_a * base^(-2i/d_a). Base 100, not 10,000: grids here are a few dozen cells, so low
-    frequencies beyond that would be wasted."""
-    parts = [coords[..., a:a + 1].double() * base ** (-torch.arange(d // 2, dtype=torch.float64, device=coords.device)
-                                                      / (d // 2))
+    head with angles p_a * base^(-2i/d_a), where p_t = time_scale * t. Base 100, not 10,000: grids here are a few
+    dozen cells, so low frequencies beyond that would be wasted."""
+    scale = (time_scale, 1.0, 1.0)
+    parts = [coords[..., a:a + 1].double() * scale[a] * base ** (
+        -torch.arange(d // 2, dtype=torch.float64, device=coords.device) / (d // 2))
              for a, d in enumerate(axis_dims(head_dim, 3))]  # (..., d_a / 2) each
     return torch.cat(parts, dim=-1).float()  # (..., head_dim / 2)
 
 
 @functools.lru_cache(maxsize=16)  # every block of every step asks for the same few grids
-def rope_angles(grid: tuple[int, int, int], head_dim: int) -> torch.Tensor:
+def rope_angles(grid: tuple[int, int, int], head_dim: int, time_scale: float = 1.0) -> torch.Tensor:
     """Rotary angles of every token of a (t, h, w) grid, (N, head_dim / 2)."""
-    return coords_angles(grid_coords(grid), head_dim)
+    return coords_angles(grid_coords(grid), head_dim, time_scale)
 
 
 def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -218,9 +224,9 @@ class DiTBlock(nn.Module):
     """adaLN-Zero block; ``mode`` is which tokens self-attention mixes: "full", "spatial" or "temporal"."""
 
     def __init__(self, dim: int, heads: int, text_dim: int, mode: str = "full", mlp_ratio: float = 4.0,
-                 conv: bool = False, rope: bool = False):
+                 conv: bool = False, rope: bool = False, rope_time_scale: float = 1.0):
         super().__init__()
-        self.mode = mode
+        self.mode, self.rope_time_scale = mode, rope_time_scale
         self.local = LocalConv(dim) if conv else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = RotaryAttention(dim, heads) if rope else Attention(dim, heads)
@@ -237,13 +243,15 @@ class DiTBlock(nn.Module):
             return layout.per_clip(x, self.self_attention)
         if isinstance(layout, ClipLayout):  # packed rows: one mask says which tokens see each other
             head_dim = self.attn.qkv.in_features // self.attn.heads
-            rotary = (coords_angles(layout.coords, head_dim)[:, None],) if rope else ()  # (R, 1, L, d/2)
+            rotary = (coords_angles(layout.coords, head_dim, self.rope_time_scale)[:, None],
+                      ) if rope else ()  # (R, 1, L, d/2)
             return self.attn(x, *rotary, mask=layout.mask(self.mode))
         grid = layout
         t, h, w = grid
         rotary = ()
         if rope:  # the angles of one sequence: a clip, a frame, or a position
-            angles = rope_angles(grid, self.attn.qkv.in_features // self.attn.heads).to(x)  # (t*h*w, d/2)
+            angles = rope_angles(grid, self.attn.qkv.in_features // self.attn.heads,
+                                 self.rope_time_scale).to(x)  # (t*h*w, d/2)
             rotary = ({"full": angles, "spatial": angles[:h * w], "temporal": angles[::h * w]}[self.mode],)
         if self.mode == "full":
             return self.attn(x, *rotary)  # (B, t*h*w, D): all tokens of a clip
@@ -291,7 +299,8 @@ class DiT(nn.Module):
         self.time = TimestepEmbedding(config.dim)
         self.embed = PatchEmbed(config.in_channels, config.dim, config.patch)
         self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio,
-                                             config.conv, config.rope) for mode in block_modes(config))
+                                             config.conv, config.rope, config.rope_time_scale)
+                                    for mode in block_modes(config))
         # U-ViT long skips into the second half: Linear([x; x_skip]) (2D -> D)
         self.skips = nn.ModuleList(nn.Linear(2 * config.dim, config.dim)
                                    for _ in range(config.depth // 2)) if config.skips else None

@@ -40,6 +40,7 @@ from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset
 from .evaluator import load_evaluator, prompt_agreement
 from .geometry import DIGIT
 from .growth import grow
+from .repatch import repatch, repatched_config
 from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
@@ -133,7 +134,9 @@ class TrainConfig:
                                        "never stopped")
     init: str | None = option(None, "start from these weights (exported, or a run's ckpt.pt) instead of a random "
                                     "initialisation; with a --depth that is a multiple of theirs, the model is "
-                                    "grown: its blocks are copied, the copies starting as the identity (growth.py)")
+                                    "grown: its blocks are copied, the copies starting as the identity (growth.py); "
+                                    "with a --patch whose time divides theirs (1 2 2 from 2 2 2), it is re-patched "
+                                    "to one token per latent frame (repatch.py)")
 
     def model_config(self) -> DiTConfig:
         """The DiT these settings train: the preset, with the model settings above."""
@@ -293,12 +296,21 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         # the same weights in every attention mode, and in every latent space of one shape (a fine-tuned VAE's)
-        # and at any depth that is a multiple of its own (growth.grow: the extra blocks start as the identity)
+        # and at any depth that is a multiple of its own (growth.grow: the extra blocks start as the identity),
+        # or with a shorter temporal patch (repatch.repatch: one token per latent frame)
+        repatching = start.config.patch != model.config.patch
+        scale = repatched_config(start.config, model.config.patch).rope_time_scale if repatching else \
+            start.config.rope_time_scale  # the rotary time of the start, or of its grid re-patched
+        if scale != model.config.rope_time_scale:
+            model = denoiser_class(cfg.arch)(replace(model.config, rope_time_scale=scale)).to(device)
         same_shape = latent_space(start.config.vae) == latent_space(model.config.vae)
         if not same_shape or replace(start.config, attention=model.config.attention, vae=model.config.vae,
-                                     depth=model.config.depth) != model.config:
+                                     depth=model.config.depth, patch=model.config.patch,
+                                     rope_time_scale=scale) != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
-        if start.config.depth == model.config.depth:
+        if repatching:
+            repatch(start, model)
+        elif start.config.depth == model.config.depth:
             model.load_state_dict(start.state_dict())
         else:
             grow(start, model)

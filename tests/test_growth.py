@@ -12,18 +12,8 @@ from minisora.sample import load_dit
 from minisora.train import TrainConfig, build, train
 
 
-def trained_looking(config) -> DiT:
-    """A DiT whose every weight is random and non-zero, so no block is the identity by its initialisation."""
-    torch.manual_seed(0)
-    model = DiT(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.2)
-    return model
-
-
 @pytest.mark.parametrize("attention,depth", [("factorized", 4), ("factorized", 6), ("full", 6), ("hybrid", 4)])
-def test_a_grown_model_computes_what_the_shallow_one_did(attention, depth):
+def test_a_grown_model_computes_what_the_shallow_one_did(attention, depth, trained_looking):
     start = trained_looking(get_preset("micro", attention=attention, conv=True, rope=True))
     model = DiT(replace(start.config, depth=depth))
     grow(start, model)
