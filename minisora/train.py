@@ -298,7 +298,7 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
         # the same weights in every attention mode, and in every latent space of one shape (a fine-tuned VAE's)
         # and at any depth that is a multiple of its own (growth.grow: the extra blocks start as the identity),
         # or with a shorter temporal patch (repatch.repatch: one token per latent frame)
-        repatching = start.config.patch != model.config.patch
+        repatching = start.config.patch[1:] == model.config.patch[1:] and start.config.patch != model.config.patch
         scale = repatched_config(start.config, model.config.patch).rope_time_scale if repatching else \
             start.config.rope_time_scale  # the rotary time of the start, or of its grid re-patched
         if scale != model.config.rope_time_scale:

@@ -60,4 +60,6 @@ def test_init_repatches_a_run_and_a_later_run_keeps_its_time(tmp_path):
     on = replace(again, init=str(tmp_path / "b" / "ckpt.pt"), out=str(tmp_path / "c"))  # same patch: same time
     assert build(on, torch.device("cpu")).model.config.rope_time_scale == 0.5
     with pytest.raises(ValueError, match="temporal patch only"):
+        build(replace(again, patch=(4, 4, 4)), torch.device("cpu"))  # longer, not shorter
+    with pytest.raises(ValueError, match="holds a different model"):  # a new spatial patch is another model
         build(replace(again, patch=(1, 2, 2)), torch.device("cpu"))
