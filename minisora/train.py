@@ -305,8 +305,8 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
             model = denoiser_class(cfg.arch)(replace(model.config, rope_time_scale=scale)).to(device)
         same_shape = latent_space(start.config.vae) == latent_space(model.config.vae)
         if not same_shape or replace(start.config, attention=model.config.attention, vae=model.config.vae,
-                                     depth=model.config.depth, patch=model.config.patch,
-                                     rope_time_scale=scale) != model.config:
+                                     depth=model.config.depth, rope_time_scale=scale,
+                                     patch=model.config.patch if repatching else start.config.patch) != model.config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
         if repatching:
             repatch(start, model)
