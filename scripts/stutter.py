@@ -1,4 +1,4 @@
-"""Does the digit move in even steps? Step lengths inside a frame of tubelets against across two of them.
+"""Does the digit move in even steps? Step lengths inside a pair of frames (2k, 2k+1) against across two pairs.
 
     python scripts/stutter.py data/dit_eqe64.pt data/dit_eqe64_2.pt --guidance 1 4 8 --out docs/stutter.json
     python scripts/stutter.py data/dit_eqe64_2.pt --guidance 8 --guidance-from 0 0.5 0.7 --seed 23
@@ -9,8 +9,9 @@ alternates short and long steps, a stutter that the mean speed (and so the speed
 text-to-video clips (prompts "0".."9" in turn, 25 steps, each text guidance given) this prints, next to real test
 clips: the median step inside a token (frame 2k -> 2k+1) and across tokens (2k+1 -> 2k+2), the parity gap (each
 clip's mean step across minus inside, averaged over clips: 0 on real clips), the probe's speed jitter and speed
-error, and the identity and alignment the evaluator reads. ``--guidance-from LO`` guides only at noise levels in
-[LO, 1] (a guidance interval, ``Objective.guidance_at``).
+error, and the identity and alignment the evaluator reads. A model with one token per frame (a temporal patch of 1,
+repatch.py) is split into the same pairs: it has no inside of a token, so its gap shows whether pairs still matter.
+``--guidance-from LO`` guides only at noise levels in [LO, 1] (a guidance interval, ``Objective.guidance_at``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> None:
                     out = generate(model, codec, prompts, objective_of(saved, guidance_interval=(lo, 1.0)), guidance,
                                    args.steps, seed=args.seed)[:, 0]  # (N, T, H, W)
                 name = f"{ckpt}, guidance {guidance:g}" + (f" from {lo:g}" if lo else "")
-                result[name] = {**stutter(out, model.config.tubelet_frames), **read(evaluator, out, labels)}
+                result[name] = {**stutter(out), **read(evaluator, out, labels)}  # pairs: a token of (2, 2, 2)
     print(f"{'':<50} inside  across  parity gap  jitter  speed error (px)  identity  alignment")
     for name, r in result.items():
         if name != "settings":
