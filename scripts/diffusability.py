@@ -119,7 +119,8 @@ def main() -> None:
     p.add_argument("--table", default=None, help="only print the markdown table of this probe record "
                                                  "(docs/diffusability_probe.json)")
     p.add_argument("--section", default="models",
-                   choices=("models", "packed", "longer", "longest", "plateau", "equivariance", "encoder", "stutter"),
+                   choices=("models", "packed", "longer", "longest", "plateau", "equivariance", "encoder", "stutter",
+                            "patch"),
                    help="with --table: the 64x64 fine-tunes (models), the packed models (packed), ft-se trained "
                         "60 TFLOP longer, with and without --p-known-uncond (longer), or ft-se-2 (session 17's "
                         "dit_se64) trained 60, 120 and 180 TFLOP longer, at batch 4 and 8 (longest), or four "
@@ -127,7 +128,8 @@ def main() -> None:
                         "rate, hybrid attention, twice the depth (plateau), or on the shift-equivariant latent "
                         "frame-eq against frame-se (equivariance), or on frame-eqe, whose encoder moves its latent "
                         "too, against frame-eq (encoder), or a second 60 TFLOP on frame-eqe as before, without "
-                        "stills and with the frame-difference loss (stutter)")
+                        "stills and with the frame-difference loss (stutter), or a third 60 TFLOP from "
+                        "dit_eqe64_2 at the temporal patch of 2 against re-patched to 1 (patch)")
     args = p.parse_args()
     if args.table:
         record = json.loads(Path(args.table).read_text())
