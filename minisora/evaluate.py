@@ -170,12 +170,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if train.get("arch", "minisora") != "minisora" and any(given_frames.values()):
         raise ValueError(f"{ckpt} holds a {train['arch']} model, which takes one time per clip at one size: it has no "
                          f"given frames or other sizes to measure; pass 0 for {given_frames}")
-    codec, objective, evaluator = VideoCodec(model.config.vae, device), objective_of(train, cfg.shift, cfg.guidance_interval), \
-        load_evaluator()
+    codec, evaluator = VideoCodec(model.config.vae, device), load_evaluator()
+    objective = objective_of(train, cfg.shift, cfg.guidance_interval)
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
-                "descriptive", "permanence", "guidance", "guidance_interval", "steps", "prediction_steps", "prediction_samples", "seed", "shift")
+                "descriptive", "permanence", "guidance", "guidance_interval", "steps", "prediction_steps",
+                "prediction_samples", "seed", "shift")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set())

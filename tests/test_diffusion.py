@@ -108,8 +108,9 @@ def test_guidance_interval_guides_only_at_its_noise_levels(objective, sampler):
         return 0.1 * x + 0.01 * c[:, None].float()
 
     cond, null, run = torch.tensor([1, 2, 3]), torch.zeros(3, dtype=torch.long), {}
+    schedule = {"num_steps": 100} if objective == "ddpm" else {}
     for interval in ((0.0, 1.0), (0.45, 1.0), (0.25, 0.65)):  # no step exactly on an end
-        obj = make_objective(objective, guidance_interval=interval, **({"num_steps": 100} if objective == "ddpm" else {}))
+        obj = make_objective(objective, guidance_interval=interval, **schedule)
         calls.clear()
         run[interval] = obj.sample(model, (3, 2), cond, null, guidance=3.0, steps=10, sampler=sampler, clip=None,
                                    noise=torch.ones(3, 2))
@@ -119,8 +120,8 @@ def test_guidance_interval_guides_only_at_its_noise_levels(objective, sampler):
     assert not torch.equal(run[(0.0, 1.0)], run[(0.45, 1.0)])
     # outside the interval the step is the conditional prediction's: guidance 1 everywhere gives the same
     # sample as an interval that holds no step
-    plain = make_objective(objective, **({"num_steps": 100} if objective == "ddpm" else {}))
-    empty = make_objective(objective, guidance_interval=(0.001, 0.002), **({"num_steps": 100} if objective == "ddpm" else {}))
+    plain = make_objective(objective, **schedule)
+    empty = make_objective(objective, guidance_interval=(0.001, 0.002), **schedule)
     same = dict(steps=10, sampler=sampler, clip=None, noise=torch.ones(3, 2))
     torch.testing.assert_close(empty.sample(model, (3, 2), cond, null, 3.0, **same),
                                plain.sample(model, (3, 2), cond, null, 1.0, **same))
