@@ -40,10 +40,10 @@ from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset
 from .evaluator import load_evaluator, prompt_agreement
 from .geometry import DIGIT
 from .growth import grow
-from .repatch import repatch, repatched_config
 from .motion import get_config
 from .optim import EMA, warmup_cosine
 from .repa import FrameEncoder, Projector, aligned_block, alignment_loss, load_aligner, token_targets
+from .repatch import repatch, repatched_config
 from .sample import PEER_NAMES, VideoCodec, denoiser_class, generate, load_dit, objective_of
 from .sizes import SIDES, draw_shapes, pixel_frames, square_crop
 from .vae import SPACES, latent_space
