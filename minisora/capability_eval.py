@@ -5,7 +5,8 @@ Each figure is measured the same way on real clips, which say what "right" is:
     image-to-video   identity, speed error and text alignment of the clip made from a real frame 0;
                      the first generated frame's mean pixel distance to the given one (real: frame 0 -> 1)
     extension        given the first (forward) or last (backward) 10 frames of a real clip: the seam step's
-                     speed error and its direction cosine with the steps beside it, and the joined clip's probe
+                     speed error and its direction cosine with the steps beside it, the joined clip's probe, and
+                     the ink mass of the generated frames (real: the same frames of the real clip)
     loop             the step from the last frame back to frame 0: speed error and pixel distance, against
                      the loop's other steps
     connect          A's last 4 frames, 12 new, B's first 4 (A and B show different digits, the null prompt):
@@ -52,6 +53,11 @@ def seam(videos, at: int) -> dict:
     return {"seam_speed_error_px": float(np.median(error)), "seam_direction_cos": float(np.mean(turn))}
 
 
+def ink(videos: torch.Tensor) -> float:
+    """Ink mass: the sum of a frame's pixels, the mean over frames and clips (a real digit: about 100)."""
+    return float(videos.sum((-2, -1)).mean())
+
+
 def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute difference per pixel, in [0, 1]."""
     return float((a - b).abs().mean())
@@ -77,8 +83,9 @@ def extension_scores(model, codec, evaluator, real, labels, prompts, **kw) -> di
         given = real[:, None, :GIVEN] if direction == "forward" else real[:, None, -GIVEN:]
         out = extend(model, codec, given, prompts, frames, direction, **kw)[:, 0].cpu()
         at = GIVEN if direction == "forward" else frames - GIVEN  # the first step into or out of the given frames
-        result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(out, at)},
-                             "real": {**scored(evaluator, real, labels), **seam(real, at)}}
+        new = slice(GIVEN, None) if direction == "forward" else slice(None, frames - GIVEN)  # the generated frames
+        result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(out, at), "ink": ink(out[:, new])},
+                             "real": {**scored(evaluator, real, labels), **seam(real, at), "ink": ink(real[:, new])}}
     return result
 
 
@@ -136,7 +143,7 @@ def windows(evaluator, videos, labels, window: int) -> list[dict]:
     out = []
     for start in range(0, videos.shape[1] - window + 1, window):
         part = videos[:, start:start + window]
-        out.append({"start": start, **scored(evaluator, part, labels), "ink": float(part.sum((-2, -1)).mean())})
+        out.append({"start": start, **scored(evaluator, part, labels), "ink": ink(part)})
     return out
 
 

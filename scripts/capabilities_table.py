@@ -1,10 +1,19 @@
-"""Print the capabilities table of the README from docs/capabilities_dit_packed*.json (one column per seed)."""
+"""Print the capabilities table of the README from docs/capabilities_MODEL*.json, one column per model and seed.
+
+    python scripts/capabilities_table.py dit_eqe64_2 dit_packed
+
+A part a run did not measure (e.g. long videos at seed 1) is "-".
+"""
+import argparse
 import json
 from pathlib import Path
 
 docs = Path(__file__).resolve().parent.parent / "docs"
-runs = {f"seed {json.loads(p.read_text())['settings']['seed']}": json.loads(p.read_text())["capabilities"]
-        for p in sorted(docs.glob("capabilities_dit_packed*.json"))}
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("models", nargs="*", default=["dit_eqe64_2", "dit_packed"],
+                    help="models whose docs/capabilities_MODEL.json (seed 0) and _seed1.json to put side by side")
+runs = {f"{model} seed {json.loads(p.read_text())['settings']['seed']}": json.loads(p.read_text())["capabilities"]
+        for model in parser.parse_args().models for p in sorted(docs.glob(f"capabilities_{model}*.json"))}
 pct, px, num = (lambda v: f"{100 * v:.0f}%"), (lambda v: f"{v:.2f}"), (lambda v: f"{v:.3f}")
 
 ROWS = [  # (capability, measure, goal, value of a run, value of real clips or None, format)
@@ -22,17 +31,17 @@ ROWS = [  # (capability, measure, goal, value of a run, value of real clips or N
       for measure, k, f in (("seam step's speed error, px", "seam_speed_error_px", px),
                             ("seam step's direction cosine", "seam_direction_cos", px),
                             ("joined clip's speed error, px/frame", "median_speed_error_px", px))],
-    ("loop", "seam step's speed error, px (other steps)", "as other steps", lambda c: c["loop"]["seam_speed_error_px"],
-     lambda c: c["loop"]["other_steps_speed_error_px"], px),
-    ("loop", "seam step's pixel distance (other steps)", "as other steps", lambda c: c["loop"]["seam_pixel_distance"],
-     lambda c: c["loop"]["other_steps_pixel_distance"], num),
+    *[("loop", f"seam step's {measure} (the loop's other steps)", "as other steps",
+       (lambda c, k=k: (c["loop"][f"seam_{k}"], c["loop"][f"other_steps_{k}"])), None,
+       (lambda v, f=f: f"{f(v[0])} ({f(v[1])})"))
+      for measure, k, f in (("speed error, px", "speed_error_px", px), ("pixel distance", "pixel_distance", num))],
     ("connect", "speed error over the whole, px/frame", "as real", lambda c: c["connect"]["median_speed_error_px"],
      None, px),
     ("connect", "clips read as A's digit, then B's", "", lambda c: c["connect"]["a_then_b"], None, pct),
     ("connect", "frame where B's digit first shows (median; 4-15 generated)", "", lambda c: c["connect"]["median_switch_frame"],
      None, lambda v: f"{v:.0f}"),
     *[(f"edit, s = {s}", measure, goal, (lambda c, s=s, k=k: c["edit"][s][k]), None, f)
-      for s in ("0.6", "0.8", "1.0")
+      for s in ("0.6", "0.8", "0.85", "1.0")
       for measure, k, goal, f in (("frames read as the new digit", "frames_read_as_new_digit", ">= 80%", pct),
                                   ("track distance to the input, px", "track_distance_px", "<= 2", px))],
     *[(f"long video, {name}", f"{measure}: frames 0-19 -> 180-199", "as real",
@@ -45,9 +54,18 @@ ROWS = [  # (capability, measure, goal, value of a run, value of real clips or N
                             ("ink per frame", "ink", lambda v: f"{v:.0f}"))],
 ]
 
-print("| capability | measure | goal | " + " | ".join(runs) + " | real |")
+seeds = [name for name in runs if name.startswith(next(iter(runs)).split(" seed ")[0] + " seed")]  # the first model's
+print("| capability | measure | goal | " + " | ".join(runs) + f" | real ({' / '.join(n.split(' ', 1)[1] for n in seeds)}) |")
 print("|---|---|---|" + "---|" * (len(runs) + 1))
+def shown(value, run: dict, fmt) -> str:
+    try:
+        return fmt(value(run))
+    except KeyError:  # not measured in this run
+        return "-"
+
+
 for capability, measure, goal, value, real, fmt in ROWS:
-    cells = [fmt(value(c)) for c in runs.values()]
-    reference = fmt(real(next(iter(runs.values())))) if real else ""
+    cells = [shown(value, c, fmt) for c in runs.values()]
+    measured = (shown(real, runs[n], fmt) for n in seeds) if real else ()
+    reference = " / ".join(dict.fromkeys(v for v in measured if v != "-"))  # each value once
     print(f"| {capability} | {measure} | {goal} | " + " | ".join(cells) + f" | {reference} |")

@@ -201,6 +201,17 @@ def test_seam_measure_sees_a_jump_that_real_clips_do_not_have():
     assert broken["seam_direction_cos"] < smooth["seam_direction_cos"]
 
 
+def test_ink_is_about_a_hundred_for_a_real_digit_and_follows_boldness():
+    from minisora.capability_eval import ink
+    from minisora.evaluator import real_clips
+
+    real, _ = real_clips(12, 1, seed=3)
+    bold = (real * 1.5).clamp(max=1)  # strokes drawn brighter, saturating where they were already white
+    assert 70 < ink(real) < 130
+    assert ink(real) < ink(bold) < 1.5 * ink(real)
+    assert ink(real[:, :10]) == pytest.approx(ink(real)) and ink(torch.zeros_like(real)) == 0  # a mean per frame
+
+
 def test_eval_capabilities_setting_is_checked():
     from minisora.evaluate import EvalConfig
 
