@@ -39,7 +39,7 @@ FAST_SAMPLER = {"ddpm": "ddim", "flow": "euler"}  # what to sample with by defau
 # ----------------------------------------------------------------------------- guidance
 
 def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null: torch.Tensor | None = None,
-           scale: float = 1.0) -> torch.Tensor:
+           scale: float = 1.0, rescale: float = 0.0) -> torch.Tensor:
     """Classifier-free guidance: ``out = out(x, null) + scale * (out(x, cond) - out(x, null))``.
 
     ``null`` is the condition that means "no condition" (e.g. the label 10 for 10 digit classes, or the
@@ -47,6 +47,10 @@ def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null:
     output is guided: some public DiT code guides only the first three channels, which silently leaves
     the others unguided. ``scale = 1`` is the plain conditional prediction (one forward pass);
     ``scale = 0`` the unconditional one.
+
+    ``rescale`` phi > 0 is CFG-rescale (Lin et al. 2024, arXiv 2305.08891, section 3.4): guidance inflates the
+    output's spread, which draws strokes too bold, so the guided output is scaled back to the conditional one's
+    standard deviation per sample and mixed with weight phi: out = phi out std(out_cond) / std(out) + (1 - phi) out.
     """
     if scale == 1.0 or null is None:
         if scale != 1.0:
@@ -54,7 +58,11 @@ def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null:
         return model(x, time, cond)
     both = model(torch.cat([x, x]), torch.cat([time, time]), torch.cat([cond, null]))  # (2B, ...)
     out_cond, out_null = both.chunk(2)  # (B, ...) each: all channels, not a slice of them
-    return out_null + scale * (out_cond - out_null)
+    out = out_null + scale * (out_cond - out_null)
+    if rescale:
+        dims = tuple(range(1, out.dim()))  # every value of a sample
+        out = rescale * out * out_cond.std(dims, keepdim=True) / out.std(dims, keepdim=True) + (1 - rescale) * out
+    return out
 
 
 def _check_sampling(cond: torch.Tensor, null: torch.Tensor | None, batch: int, guidance: float,
@@ -77,6 +85,13 @@ def check_guidance_interval(interval: tuple[float, float]) -> tuple[float, float
         raise ValueError(f"guidance_interval must be two noise levels lo < hi in [0, 1] (0, 1: guide at every "
                          f"step), got {tuple(interval)}")
     return lo, hi
+
+
+def check_guidance_rescale(rescale: float) -> float:
+    """A CFG-rescale weight phi in [0, 1] (0: plain guidance), as a float."""
+    if not 0 <= float(rescale) <= 1:
+        raise ValueError(f"guidance_rescale must be a weight in [0, 1] (0: plain guidance), got {rescale}")
+    return float(rescale)
 
 
 def _broadcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -172,9 +187,10 @@ def clip_error(error: torch.Tensor, generated: torch.Tensor, frame_difference: f
 
 class Objective:
     """What both objectives share: the loss and where to guide. Subclasses define ``sample_t``, ``q_sample``,
-    ``target_from``, ``time``, and set ``guidance_interval``."""
+    ``target_from``, ``time``, and set ``guidance_interval`` and ``guidance_rescale`` (see ``guided``)."""
 
     guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_rescale: float = 0.0
 
     def guidance_at(self, guidance: float, level: float) -> float:
         """The guidance scale at noise level ``level`` in [0, 1] (1: pure noise): ``guidance`` inside the guidance
@@ -240,8 +256,9 @@ class GaussianDiffusion(Objective):
     kind = "ddpm"
 
     def __init__(self, schedule: str = "linear", num_steps: int = 1000, target: str = "eps",
-                 guidance_interval: tuple[float, float] = (0.0, 1.0)):
+                 guidance_interval: tuple[float, float] = (0.0, 1.0), guidance_rescale: float = 0.0):
         self.guidance_interval = check_guidance_interval(guidance_interval)
+        self.guidance_rescale = check_guidance_rescale(guidance_rescale)
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
         if target not in TARGETS:
@@ -309,7 +326,7 @@ class GaussianDiffusion(Objective):
 
     def predict(self, model, x_t, t, cond, null, guidance, clip: float | None):
         """The guided prediction turned into (x_0, eps); x_0 optionally clipped to [-clip, clip]."""
-        x0, eps = self.x0_eps_from(guided(model, x_t, self.time(t), cond, null, guidance), x_t, t)
+        x0, eps = self.x0_eps_from(guided(model, x_t, self.time(t), cond, null, guidance, self.guidance_rescale), x_t, t)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
             eps = (x_t - self._at(self.alpha_bars.sqrt(), t, x_t) * x0) / self._at((1 - self.alpha_bars).sqrt(), t, x_t)
@@ -385,8 +402,10 @@ class RectifiedFlow(Objective):
     target = "v"
 
     def __init__(self, logit_mean: float = 0.0, logit_std: float = 1.0, timestep_sampling: str = "logit_normal",
-                 shift: float = 1.0, guidance_interval: tuple[float, float] = (0.0, 1.0)):
+                 shift: float = 1.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
+                 guidance_rescale: float = 0.0):
         self.guidance_interval = check_guidance_interval(guidance_interval)
+        self.guidance_rescale = check_guidance_rescale(guidance_rescale)
         if timestep_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"unknown timestep_sampling {timestep_sampling!r}; expected 'logit_normal' or 'uniform'")
         if shift <= 0:
@@ -449,7 +468,8 @@ class RectifiedFlow(Objective):
         ts = self.timesteps(50 if steps is None else steps)
         ts = torch.cat([torch.tensor([start]), ts[ts < start]]).to(device)  # start = 1: the whole grid
         for t, t_next in tqdm(list(zip(ts[:-1], ts[1:])), desc="euler", unit="step", disable=not progress, leave=False):
-            v = guided(model, x, self.time(t.expand(shape[0])), cond, null, self.guidance_at(guidance, float(t)))
+            v = guided(model, x, self.time(t.expand(shape[0])), cond, null, self.guidance_at(guidance, float(t)),
+                       self.guidance_rescale)
             x = x + (t_next - t) * v  # x_{t - dt} = x_t - dt v
         return x if clip is None else x.clamp(-clip, clip)
 

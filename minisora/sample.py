@@ -100,16 +100,18 @@ def load_dit(path: str | Path = DIT_PATH, device: str = "cpu") -> tuple[DiT, dic
     return model, dict(ckpt["train"])
 
 
-def objective_of(train: dict, shift: float | None = None,
-                 guidance_interval: tuple[float, float] = (0.0, 1.0)) -> GaussianDiffusion | RectifiedFlow:
+def objective_of(train: dict, shift: float | None = None, guidance_interval: tuple[float, float] = (0.0, 1.0),
+                 guidance_rescale: float = 0.0) -> GaussianDiffusion | RectifiedFlow:
     """The objective a run trained with, from its saved settings (runs before ``shift`` existed used 1);
-    ``shift`` samples rectified flow with another time shift than the one it trained with, and
-    ``guidance_interval`` [lo, hi] guides only at those noise levels (``Objective.guidance_at``)."""
+    ``shift`` samples rectified flow with another time shift than the one it trained with,
+    ``guidance_interval`` [lo, hi] guides only at those noise levels (``Objective.guidance_at``), and
+    ``guidance_rescale`` phi is CFG-rescale's weight (``diffusion.guided``)."""
+    guidance = dict(guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
     if train["objective"] == "flow":
-        return RectifiedFlow(shift=shift or train.get("shift", 1.0), guidance_interval=guidance_interval)
+        return RectifiedFlow(shift=shift or train.get("shift", 1.0), **guidance)
     if shift:
         raise ValueError(f"shift is a setting of rectified flow; this model was trained with {train['objective']!r}")
-    return make_objective(train["objective"], guidance_interval=guidance_interval)
+    return make_objective(train["objective"], **guidance)
 
 
 @torch.no_grad()

@@ -182,6 +182,7 @@ def test_clip_files_round_trip(tmp_path):
     (dict(edit="a.npy", frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
     (dict(image="a.png", frame_guidance=-1.0), "frame_guidance must be a finite number >= 0"),
     (dict(guidance_interval=(0.7, 0.2)), r"guidance_interval must be two noise levels lo < hi in \[0, 1\]"),
+    (dict(guidance_rescale=2.0), r"guidance_rescale must be a weight in \[0, 1\]"),
 ])
 def test_sample_settings_errors(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -221,6 +222,8 @@ def test_eval_capabilities_setting_is_checked():
         EvalConfig(capabilities=2, capability_parts=("image_to_video", "teleport"))
     with pytest.raises(ValueError, match="guidance_interval must be two noise levels"):
         EvalConfig(guidance_interval=(0.5, 1.5))
+    with pytest.raises(ValueError, match="guidance_rescale must be a weight"):
+        EvalConfig(guidance_rescale=-0.5)
 
 
 def test_eval_measures_only_the_capabilities_asked_for(tmp_path):
@@ -250,6 +253,9 @@ def test_the_sample_command_guides_only_inside_the_guidance_interval(tmp_path):
     # [0.001, 0.002], so no step is guided
     torch.testing.assert_close(sample("--guidance", "6", "--guidance-interval", "0.001", "0.002"), unguided)
     torch.testing.assert_close(sample("--guidance", "6", "--guidance-interval", "0", "1"), guided)
+    rescaled = sample("--guidance", "6", "--guidance-rescale", "0.7")
+    assert not torch.equal(rescaled, guided)  # the flag reaches the sampler ...
+    torch.testing.assert_close(sample("--guidance", "1", "--guidance-rescale", "0.7"), unguided)  # ... and only guidance
 
 
 def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):

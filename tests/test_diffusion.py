@@ -99,6 +99,36 @@ def test_guidance_scale_1_is_the_conditional_prediction_and_every_channel_is_gui
         guided(model, x, t, cond, None, 2.0)
 
 
+def test_guidance_rescale_brings_the_spread_back_to_the_conditional_predictions():
+    def model(x, t, c):
+        return x * (1 + c[:, None, None, None].float())
+
+    x, t = torch.randn(3, 4, 5, 5), torch.zeros(3)
+    cond, null = torch.tensor([1, 2, 3]), torch.zeros(3, dtype=torch.long)
+    plain = guided(model, x, t, cond, null, 4.0)
+    torch.testing.assert_close(guided(model, x, t, cond, null, 4.0, rescale=0.0), plain)
+    full = guided(model, x, t, cond, null, 4.0, rescale=1.0)
+    spread = lambda v: v.flatten(1).std(1)  # per sample
+    assert (spread(plain) > 1.5 * spread(model(x, t, cond))).all()  # guidance inflates the spread ...
+    torch.testing.assert_close(spread(full), spread(model(x, t, cond)))  # ... rescale 1 takes it back, per sample
+    torch.testing.assert_close(guided(model, x, t, cond, null, 4.0, rescale=0.7), 0.7 * full + 0.3 * plain)
+    torch.testing.assert_close(guided(model, x, t, cond, null, 1.0, rescale=0.7), model(x, t, cond))  # unguided
+
+
+@pytest.mark.parametrize("objective,sampler", [("ddpm", "ddim"), ("flow", "euler")])
+def test_objectives_sample_with_their_guidance_rescale(objective, sampler):
+    schedule = {"num_steps": 20} if objective == "ddpm" else {}
+    model = lambda x, t, c: 0.1 * x + 0.05 * c[:, None].float()
+    cond, null = torch.tensor([1, 2]), torch.zeros(2, dtype=torch.long)
+    same = dict(guidance=4.0, steps=5, sampler=sampler, clip=None, noise=torch.ones(2, 3))
+    plain = make_objective(objective, **schedule).sample(model, (2, 3), cond, null, **same)
+    rescaled = make_objective(objective, guidance_rescale=0.7, **schedule).sample(model, (2, 3), cond, null, **same)
+    assert not torch.allclose(plain, rescaled)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"guidance_rescale must be a weight in \[0, 1\]"):
+            make_objective(objective, guidance_rescale=bad, **schedule)
+
+
 @pytest.mark.parametrize("objective,sampler", [("ddpm", "ddim"), ("flow", "euler")])
 def test_guidance_interval_guides_only_at_its_noise_levels(objective, sampler):
     calls, scale = [], 100 if objective == "ddpm" else 1000  # network time = level x (100 steps, or 1000)
