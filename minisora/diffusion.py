@@ -15,7 +15,8 @@ so one timestep embedding serves both.
 
 Classifier-free guidance (Ho & Salimans 2022, arXiv 2207.12598) is :func:`guided`: the
 conditional and the null-conditioned predictions of **every** output channel are combined. Each objective
-can guide only inside a guidance interval of noise levels (``guidance_interval``, Kynkaanniemi et al. 2024).
+can guide only inside a guidance interval of noise levels (``guidance_interval``, Kynkaanniemi et al. 2024), and
+scale the guided output back to the conditional one's spread (``guidance_rescale``, Lin et al. 2024).
 """
 
 from __future__ import annotations
