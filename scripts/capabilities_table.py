@@ -12,9 +12,19 @@ docs = Path(__file__).resolve().parent.parent / "docs"
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("models", nargs="*", default=["dit_eqe64_2", "dit_packed"],
                     help="models whose docs/capabilities_MODEL.json (seed 0) and _seed1.json to put side by side")
+models = parser.parse_args().models
 runs = {f"{model} seed {json.loads(p.read_text())['settings']['seed']}": json.loads(p.read_text())["capabilities"]
-        for model in parser.parse_args().models for p in sorted(docs.glob(f"capabilities_{model}*.json"))}
+        for model in models for p in sorted(docs.glob(f"capabilities_{model}*.json"))}
+seeds = [name for name in runs if name.startswith(f"{models[0]} seed")]  # the real clips: the first model's runs
 pct, px, num = (lambda v: f"{100 * v:.0f}%"), (lambda v: f"{v:.2f}"), (lambda v: f"{v:.3f}")
+
+
+def shown(value, run: dict, fmt) -> str:
+    try:
+        return fmt(value(run))
+    except KeyError:  # not measured in this run
+        return "-"
+
 
 ROWS = [  # (capability, measure, goal, value of a run, value of real clips or None, format)
     ("image-to-video", "identity persistence", ">= 95%", lambda c: c["image_to_video"]["generated"]["identity"],
@@ -54,16 +64,8 @@ ROWS = [  # (capability, measure, goal, value of a run, value of real clips or N
                             ("ink per frame", "ink", lambda v: f"{v:.0f}"))],
 ]
 
-seeds = [name for name in runs if name.startswith(next(iter(runs)).split(" seed ")[0] + " seed")]  # the first model's
 print("| capability | measure | goal | " + " | ".join(runs) + f" | real ({' / '.join(n.split(' ', 1)[1] for n in seeds)}) |")
 print("|---|---|---|" + "---|" * (len(runs) + 1))
-def shown(value, run: dict, fmt) -> str:
-    try:
-        return fmt(value(run))
-    except KeyError:  # not measured in this run
-        return "-"
-
-
 for capability, measure, goal, value, real, fmt in ROWS:
     cells = [shown(value, c, fmt) for c in runs.values()]
     measured = (shown(real, runs[n], fmt) for n in seeds) if real else ()
