@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .captions import expand_prompt
 from .config import check_device, check_finite, check_positive, option
-from .diffusion import check_guidance_interval, check_guidance_rescale
+from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 
 
@@ -144,6 +144,10 @@ class SampleConfig:
     guidance_rescale: float = option(0.0, "CFG-rescale weight phi in [0, 1] (Lin et al. 2024): the guided output "
                                           "scaled back to the spread of the prompt's alone; 0.7 thins the too bold "
                                           "digits of extensions and long videos (docs/recipe.md). 0: plain guidance")
+    guidance_ramp: float = option(0.0, "with given frames: the text guidance rises from about none beside them "
+                                       "to --guidance this many frames away, where the prompt must hold the digit; "
+                                       "8 brought extension seams near a real clip's (docs/recipe.md). 0: the same "
+                                       "guidance on every frame", metavar="FRAMES")
     sampler: str | None = option(None, "default: euler for rectified-flow models, ddim for DDPM models",
                                  choices=("euler", "ddim", "ddpm"))
     steps: int = option(50, "sampler steps (the ddpm sampler always takes 1000; --edit takes the share below "
@@ -188,6 +192,7 @@ class SampleConfig:
         check_finite(self, "guidance", at_least=0.0)
         self.guidance_interval = check_guidance_interval(self.guidance_interval)
         self.guidance_rescale = check_guidance_rescale(self.guidance_rescale)
+        self.guidance_ramp = check_guidance_ramp(self.guidance_ramp)
         check_device(self.device)
         modes = [name for name in ("image", "extend", "loop", "connect", "edit", "window") if getattr(self, name)]
         if len(modes) > 1:
@@ -197,9 +202,10 @@ class SampleConfig:
         if self.input and not (self.extend or self.loop):
             raise ValueError("--input is the clip of --extend or --loop; for --edit give the clip as --edit CLIP")
         check_finite(self, "frame_guidance", at_least=0.0)
-        if self.frame_guidance != 1.0 and not (set(modes) - {"edit"}):
-            raise ValueError(f"--frame-guidance {self.frame_guidance} guides towards given frames: use it with "
-                             f"--image, --extend, --loop, --connect or --window")
+        for name, off in (("frame_guidance", 1.0), ("guidance_ramp", 0.0)):
+            if getattr(self, name) != off and not (set(modes) - {"edit"}):
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} acts on given frames: use it with "
+                                 f"--image, --extend, --loop, --connect or --window")
         if not 0 < self.strength <= 1 or not 0 <= self.context_noise < 1:
             raise ValueError(f"strength must be in (0, 1] and context_noise in [0, 1), got {self.strength} and "
                              f"{self.context_noise}")
@@ -227,7 +233,7 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
     kw = dict(objective=objective_of(train, guidance_interval=cfg.guidance_interval,
                                      guidance_rescale=cfg.guidance_rescale), guidance=cfg.guidance,
               steps=None if cfg.sampler == "ddpm" else cfg.steps, sampler=cfg.sampler, seed=cfg.seed, progress=progress,
-              context_noise=cfg.context_noise, frame_guidance=cfg.frame_guidance)
+              context_noise=cfg.context_noise, frame_guidance=cfg.frame_guidance, guidance_ramp=cfg.guidance_ramp)
     size = dict(frames=cfg.frames, height=cfg.height, width=cfg.width)
     if cfg.image:
         images, prompts = matched(load_clips(cfg.image)[:, :1], prompts)

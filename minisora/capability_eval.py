@@ -157,12 +157,15 @@ def long_video_scores(model, codec, evaluator, prompts, labels, seed, num_clips,
 
 
 def capability_table(model, codec, objective, evaluator, num_clips: int, guidance: float, steps: int, batch: int,
-                     seed: int, progress: bool, parts: tuple[str, ...] = PARTS, frame_guidance: float = 1.0) -> dict:
+                     seed: int, progress: bool, parts: tuple[str, ...] = PARTS, frame_guidance: float = 1.0,
+                     guidance_ramp: float = 0.0) -> dict:
     """The capabilities named in ``parts`` (default: all of ``PARTS``) on ``num_clips`` one-digit clips
-    (``batch`` is unused: each capability is one batch); ``frame_guidance`` acts wherever frames are given."""
+    (``batch`` is unused: each capability is one batch); ``frame_guidance`` and ``guidance_ramp`` act wherever
+    frames are given."""
     real, labels = real_clips(num_clips, 1, seed)
     prompts = [str(d[0]) for d in labels]
-    kw = dict(objective=objective, guidance=guidance, steps=steps, seed=seed, frame_guidance=frame_guidance)
+    kw = dict(objective=objective, guidance=guidance, steps=steps, seed=seed, frame_guidance=frame_guidance,
+              guidance_ramp=guidance_ramp)
     measures = {
         "image_to_video": lambda: image_to_video_scores(model, codec, evaluator, real, labels, prompts, **kw),
         "extension": lambda: extension_scores(model, codec, evaluator, real, labels, prompts, **kw),

@@ -59,6 +59,8 @@ def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null:
         return model(x, time, cond)
     both = model(torch.cat([x, x]), torch.cat([time, time]), torch.cat([cond, null]))  # (2B, ...)
     out_cond, out_null = both.chunk(2)  # (B, ...) each: all channels, not a slice of them
+    if isinstance(model, KnownFrames):
+        scale = model.text_guidance(scale)  # (B, 1, T, 1, 1) with a guidance ramp, else the number
     out = out_null + scale * (out_cond - out_null)
     if rescale:
         dims = tuple(range(1, out.dim()))  # every value of a sample
@@ -95,6 +97,14 @@ def check_guidance_rescale(rescale: float) -> float:
     return float(rescale)
 
 
+def check_guidance_ramp(ramp: float) -> float:
+    """A guidance ramp (``KnownFrames.text_guidance``): a finite number of frames >= 0 (0: off), as a float."""
+    if not 0 <= float(ramp) < math.inf:
+        raise ValueError(f"guidance_ramp must be a number of frames >= 0 (0: the same text guidance on every frame), "
+                         f"got {ramp!r}")
+    return float(ramp)
+
+
 def _broadcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, ...) to multiply a batch of any shape."""
     return values.reshape(-1, *([1] * (x.ndim - 1)))
@@ -120,10 +130,13 @@ class KnownFrames:
     2211.09800, with a mask instead of an image input): out = out_hidden + w_f (out_given - out_hidden), where
     out_hidden is the network told nothing about the known frames, which ``hidden(time)`` returns as x0 noised
     to each sample's network time like the rest of the clip (text-to-video on that clip). Twice the passes.
+
+    A guidance ``ramp`` R > 0 (in frames) lowers the text guidance near the known frames (``text_guidance``), where
+    they already say which digit it is: text guidance exaggerates how a digit moves, which lengthens the seam.
     """
 
     def __init__(self, model, known: torch.Tensor, x0: torch.Tensor, shown: torch.Tensor | None = None,
-                 time: float = 0.0, guidance: float = 1.0, hidden=None):
+                 time: float = 0.0, guidance: float = 1.0, hidden=None, ramp: float = 0.0):
         if known.dtype != torch.bool or known.shape != (x0.shape[0], x0.shape[2]):
             raise ValueError(f"known must be a bool mask (B, T) = {(x0.shape[0], x0.shape[2])} for videos "
                              f"{tuple(x0.shape)}, got {known.dtype} {tuple(known.shape)}")
@@ -131,6 +144,7 @@ class KnownFrames:
             raise ValueError(f"frame guidance {guidance} needs hidden: the known frames noised to a given time")
         self.model, self.known, self.x0 = model, known, x0
         self.shown, self.time, self.guidance, self.hidden = x0 if shown is None else shown, time, guidance, hidden
+        self.ramp = check_guidance_ramp(ramp)
 
     def __call__(self, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         copies = len(x) // len(self.x0)  # 2 under classifier-free guidance
@@ -142,6 +156,23 @@ class KnownFrames:
             return given
         hidden = self.model(torch.where(frames, self.hidden(time), x), time, cond)  # every frame at the clip's time
         return hidden + self.guidance * (given - hidden)  # out_hidden + w_f (out_given - out_hidden)
+
+    def text_guidance(self, scale: float) -> float | torch.Tensor:
+        """The text guidance of each frame, (B, 1, T, 1, 1), for guidance ``scale`` w: with a ramp R > 0,
+
+            w_t = 1 + (w - 1) min(1, d_t / R),    d_t = the frames from frame t to the nearest known frame,
+
+        so it grows from about 1 (the prompt alone, which holds the given motion) beside the known frames to w
+        from R frames away (where the prompt must hold the digit). Without a ramp, or with no known frames: w.
+        Our own remedy for extension seams (docs/recipe.md), not from a paper.
+        """
+        if not self.ramp:
+            return scale
+        t = torch.arange(self.known.shape[1], device=self.known.device, dtype=torch.float)  # (T,)
+        apart = (t[:, None] - t[None, :]).abs()  # (T, T): frames between t and t'
+        d = apart.masked_fill(~self.known[:, None, :], math.inf).amin(-1)  # (B, T): to the nearest known frame
+        w = 1 + (scale - 1) * (d / self.ramp).clamp(max=1)  # (B, T)
+        return w[:, None, :, None, None]  # (B, 1, T, 1, 1)
 
     def fill(self, x: torch.Tensor) -> torch.Tensor:
         """The known frames put back into a finished sample."""

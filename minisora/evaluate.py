@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, standard_test_set
-from .diffusion import check_guidance_interval, check_guidance_rescale
+from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table
 from .captions import expand_prompt
 from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
@@ -119,6 +119,9 @@ class EvalConfig:
                                                                 "(1: pure noise); 0 1: at every step",
                                                     metavar=("LO", "HI"))
     guidance_rescale: float = option(0.0, "CFG-rescale weight phi in [0, 1] (Lin et al. 2024); 0: plain guidance")
+    guidance_ramp: float = option(0.0, "capabilities: the text guidance rises from about none beside the given "
+                                       "frames to --guidance this many frames away (KnownFrames.text_guidance); 0: "
+                                       "the same on every frame", metavar="FRAMES")
     steps: int = option(50, "sampler steps for text-to-video")
     prediction_steps: int = option(25, "sampler steps for prediction")
     prediction_samples: int = option(1, "samples per prediction clip; K > 1 also scores their mean (the expected "
@@ -158,6 +161,7 @@ class EvalConfig:
         check_finite(self, "guidance", at_least=0.0)
         self.guidance_interval = check_guidance_interval(self.guidance_interval)
         self.guidance_rescale = check_guidance_rescale(self.guidance_rescale)
+        self.guidance_ramp = check_guidance_ramp(self.guidance_ramp)
         check_finite(self, "frame_guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
         check_device(self.device)
@@ -177,12 +181,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
-                "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "steps",
+                "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp", "steps",
                 "prediction_steps", "prediction_samples", "seed", "shift")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
-        ({"guidance_rescale"} if not cfg.guidance_rescale else set())
+        ({"guidance_rescale"} if not cfg.guidance_rescale else set()) | \
+        ({"guidance_ramp"} if not (cfg.guidance_ramp and cfg.capabilities) else set())
     result = {"checkpoint": str(shown), "settings": {k: getattr(cfg, k) for k in settings
                                                      if getattr(cfg, k) is not None and k not in unused}}
     args = dict(guidance=cfg.guidance, steps=cfg.steps, batch=cfg.batch, seed=seed, progress=progress)
@@ -193,7 +198,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.capabilities:
         result["capabilities"] = capability_table(model, codec, objective, evaluator, cfg.capabilities,
                                                   parts=cfg.capability_parts, frame_guidance=cfg.frame_guidance,
-                                                  **args)
+                                                  guidance_ramp=cfg.guidance_ramp, **args)
     if cfg.descriptive:
         result["descriptive"] = descriptive_table(model, codec, objective, evaluator, cfg.descriptive, **args)
     if cfg.permanence:

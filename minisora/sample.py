@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model
-from .diffusion import FAST_SAMPLER, TIME_SCALE, GaussianDiffusion, KnownFrames, RectifiedFlow, make_objective
+from .diffusion import (FAST_SAMPLER, TIME_SCALE, GaussianDiffusion, KnownFrames, RectifiedFlow, check_guidance_ramp,
+                        make_objective)
 from .digits import DATA_DIR
 from .dit import DiT, DiTConfig
 from .vae import VAE, latent_space, load_vae
@@ -119,7 +120,7 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
              width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
              known: torch.Tensor | None = None, context_noise: float = 0.0, init: torch.Tensor | None = None,
-             strength: float = 1.0, frame_guidance: float = 1.0) -> torch.Tensor:
+             strength: float = 1.0, frame_guidance: float = 1.0, guidance_ramp: float = 0.0) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
     ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
@@ -127,8 +128,10 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     ``known`` (T,) or (B, T), the known frames are given (conditioning frames by masks: prediction,
     image-to-video, extension, interpolation) and the model generates the rest; ``context_noise`` > 0 shows
     them noised to that time (rectified flow), and ``frame_guidance`` w_f > 1 guides towards them (rectified flow;
-    see ``KnownFrames``; nothing to guide without them). With ``init`` videos (B, 1, T, H, W), sampling starts from
-    them noised to time ``strength`` instead of from pure noise (SDEdit, video-to-video).
+    see ``KnownFrames``; nothing to guide without them). ``guidance_ramp`` R > 0 lowers the text guidance near
+    the known frames, to its full value R frames from them (``KnownFrames.text_guidance``). With ``init`` videos
+    (B, 1, T, H, W), sampling starts from them noised to time ``strength`` instead of from pure noise (SDEdit,
+    video-to-video).
     """
     c = model.config
     for given in (context, init):
@@ -149,6 +152,7 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
         raise ValueError(f"frame_guidance must be a finite number >= 0 (1: off), got {frame_guidance}")
     if not 0 <= context_noise < 1 or not 0 < strength <= 1:
         raise ValueError(f"context_noise must be in [0, 1) and strength in (0, 1], got {context_noise}, {strength}")
+    guidance_ramp = check_guidance_ramp(guidance_ramp)
     sampler = sampler or FAST_SAMPLER[obj.kind]
     generator = torch.Generator(device=device).manual_seed(seed)
     noised = lambda z, t: obj.q_sample(z, torch.full((len(z),), t, device=device),
@@ -166,7 +170,8 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
             copies = lambda z, time: z.repeat(len(time) // len(z), 1, 1, 1, 1)  # (B', C, T, H, W) under guidance
             hidden = lambda time: obj.q_sample(copies(x0, time), time / TIME_SCALE, copies(eps, time))
         net = KnownFrames(model, latent_known(c, known.bool()).to(device), x0, shown,
-                          float(obj.time(torch.tensor(context_noise))), frame_guidance, hidden)
+                          float(obj.time(torch.tensor(context_noise))), frame_guidance, hidden,
+                          guidance_ramp / latent_space(c.vae)[1])  # the ramp in latent frames
     if init is not None:  # SDEdit: x_s = (1 - s) x_0 + s eps, then the sampler from time s down to 0
         start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,

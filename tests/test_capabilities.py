@@ -178,8 +178,11 @@ def test_clip_files_round_trip(tmp_path):
     (dict(edit="a.npy", strength=1.5), "strength must be in"),
     (dict(out="x.mp4"), "out must end in .gif or .npy"),
     (dict(gap=0), "gap must be a whole number"),
-    (dict(frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
-    (dict(edit="a.npy", frame_guidance=2.0), "--frame-guidance 2.0 guides towards given frames"),
+    (dict(frame_guidance=2.0), "--frame-guidance 2.0 acts on given frames"),
+    (dict(edit="a.npy", frame_guidance=2.0), "--frame-guidance 2.0 acts on given frames"),
+    (dict(guidance_ramp=8.0), "--guidance-ramp 8.0 acts on given frames"),
+    (dict(image="a.png", guidance_ramp=-1.0), "guidance_ramp must be a number of frames >= 0"),
+    (dict(image="a.png", guidance_ramp=float("inf")), "guidance_ramp must be a number of frames >= 0"),
     (dict(image="a.png", frame_guidance=-1.0), "frame_guidance must be a finite number >= 0"),
     (dict(guidance_interval=(0.7, 0.2)), r"guidance_interval must be two noise levels lo < hi in \[0, 1\]"),
     (dict(guidance_rescale=2.0), r"guidance_rescale must be a weight in \[0, 1\]"),
@@ -224,6 +227,8 @@ def test_eval_capabilities_setting_is_checked():
         EvalConfig(guidance_interval=(0.5, 1.5))
     with pytest.raises(ValueError, match="guidance_rescale must be a weight"):
         EvalConfig(guidance_rescale=-0.5)
+    with pytest.raises(ValueError, match="guidance_ramp must be a number of frames"):
+        EvalConfig(guidance_ramp=float("nan"))
 
 
 def test_eval_measures_only_the_capabilities_asked_for(tmp_path):
@@ -256,6 +261,23 @@ def test_the_sample_command_guides_only_inside_the_guidance_interval(tmp_path):
     rescaled = sample("--guidance", "6", "--guidance-rescale", "0.7")
     assert not torch.equal(rescaled, guided)  # the flag reaches the sampler ...
     torch.testing.assert_close(sample("--guidance", "1", "--guidance-rescale", "0.7"), unguided)  # ... and only guidance
+
+
+def test_the_sample_command_ramps_text_guidance_only_where_it_guides(tmp_path):
+    from minisora.cli import main
+
+    save_clips(torch.rand(1, 4, 64, 64, generator=torch.Generator().manual_seed(0)), tmp_path / "a.npy")
+
+    def extended(*flags):
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.npy"
+        main(["sample", "--quiet", "--steps", "2", "--prompt", "3", "--extend", "forward", "--input",
+              str(tmp_path / "a.npy"), "--given", "2", "--frames", "6", *flags, "--out", str(out)])
+        return load_clips(out)
+
+    plain, ramped = extended("--guidance", "6"), extended("--guidance", "6", "--guidance-ramp", "8")
+    assert plain.shape == (1, 8, 64, 64) and not torch.equal(plain[:, 4:], ramped[:, 4:])  # new frames differ
+    torch.testing.assert_close(ramped[:, :4], plain[:, :4])  # the input is kept whole either way
+    torch.testing.assert_close(extended("--guidance", "1", "--guidance-ramp", "8"), extended("--guidance", "1"))
 
 
 def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):

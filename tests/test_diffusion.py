@@ -349,6 +349,30 @@ def test_the_loss_with_frame_difference_is_the_mean_of_clip_errors():
         TrainConfig(frame_difference=-1.0)
 
 
+def test_a_guidance_ramp_lowers_text_guidance_by_the_distance_to_the_known_frames():
+    """w_t = 1 + (w - 1) min(1, d_t / R), d_t the frames to the nearest known frame, in guided's extrapolation."""
+    x0 = torch.zeros(3, 1, 8, 2, 2)
+    known = torch.zeros(3, 8, dtype=torch.bool)
+    known[0, :2] = True  # a forward extension
+    known[1, 2:4] = known[1, 7] = True  # two known stretches: the nearest counts
+    ramp = KnownFrames(Recorder(), known, x0, ramp=4.0).text_guidance(8.0)[:, 0, :, 0, 0]  # (3, T)
+    expected = lambda d: [1 + 7 * min(1, di / 4) for di in d]
+    torch.testing.assert_close(ramp[0], torch.tensor(expected([0, 0, 1, 2, 3, 4, 5, 6])))
+    torch.testing.assert_close(ramp[1], torch.tensor(expected([2, 1, 0, 0, 1, 2, 1, 0])))
+    assert ramp[2].tolist() == [8.0] * 8  # nothing known: the whole guidance everywhere
+    assert KnownFrames(Recorder(), known, x0).text_guidance(8.0) == 8.0  # no ramp
+    # in guided: out = out_null + w_t (out_cond - out_null), frame by frame
+    net = KnownFrames(lambda x, time, cond: x + cond[:, None, None, None, None], known, x0, ramp=4.0)
+    x = torch.randn(3, 1, 8, 2, 2)
+    out = guided(net, x, torch.ones(3), torch.ones(3), torch.zeros(3), 8.0)
+    shown = torch.where(known[:, None, :, None, None], x0, x)  # what the network sees
+    torch.testing.assert_close(out, shown + ramp[:, None, :, None, None])  # out_null = shown, out_cond - out_null = 1
+    torch.testing.assert_close(guided(net, x, torch.ones(3), torch.ones(3), torch.zeros(3), 1.0), shown + 1)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="guidance_ramp must be a number of frames >= 0"):
+            KnownFrames(Recorder(), known, x0, ramp=bad)
+
+
 def test_sampling_with_known_frames_keeps_them_and_guidance_doubles_the_mask():
     x0 = torch.randn(2, 1, 4, 3, 3)
     known = torch.tensor([[True, False, False, False], [False, False, True, True]])
