@@ -3,9 +3,10 @@
     python scripts/frame_guidance_table.py --model NAME RUN/*.json --out docs/frame_guidance.json
 
 Each input is one ``python -m minisora eval --clips 0 --prediction-clips 0 --capabilities 20 --capability-parts
-image_to_video extension --guidance W --frame-guidance F [--guidance-interval LO HI] --steps 25 --seed S`` of the
-model NAME (its settings are in the file). The output keeps, per model and setting (W, its interval, F), each seed's
-measures and the real clips' beside them; other models already in it stay.
+image_to_video extension --guidance W --frame-guidance F [--guidance-interval LO HI] [--guidance-ramp R] --steps 25
+--seed S`` of the model NAME (its settings are in the file). The output keeps, per model and setting (W, its
+interval, F, R), each seed's measures and the real clips' beside them; other models and settings already in
+it stay.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def summary(capabilities: dict, group: str) -> dict:
 
 
 def setting(s: dict) -> tuple[str, tuple]:
-    """An eval's guidance settings: the row's name and its sort key (the interval only where it is not [0, 1])."""
+    """An eval's guidance settings: the row's name and its sort key (the interval only where it is not [0, 1], the
+    guidance ramp only where there is one)."""
     lo, hi = s.get("guidance_interval", (0.0, 1.0))
     interval = f" in [{lo:g}, {hi:g}]" if (lo, hi) != (0.0, 1.0) else ""
-    return (f"guidance {s['guidance']:g}{interval}, frame guidance {s.get('frame_guidance', 1.0):g}",
-            (s["guidance"], lo, s.get("frame_guidance", 1.0)))
+    ramp = f", ramp {s['guidance_ramp']:g}" if s.get("guidance_ramp") else ""
+    return (f"guidance {s['guidance']:g}{interval}, frame guidance {s.get('frame_guidance', 1.0):g}{ramp}",
+            (s["guidance"], lo, s.get("frame_guidance", 1.0), s.get("guidance_ramp", 0.0)))
 
 
 def main() -> None:
@@ -47,7 +50,8 @@ def main() -> None:
     table = json.loads(out.read_text())["table"] if out.exists() else {}
     runs = sorted((json.loads(Path(path).read_text()) | {"path": path} for path in args.evals),
                   key=lambda e: setting(e["settings"])[1])
-    rows = table[args.model] = {"note": args.note} if args.note else {}
+    rows = table.setdefault(args.model, {})
+    rows.update({"note": args.note} if args.note else {})
     for e in runs:
         key, seed = setting(e["settings"])[0], f"seed {e['settings']['seed']}"
         rows.setdefault(key, {})[seed] = summary(e["capabilities"], "generated") | {"checkpoint": e["checkpoint"]}
