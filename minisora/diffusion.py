@@ -52,6 +52,9 @@ def guided(model, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor, null:
     ``rescale`` phi > 0 is CFG-rescale (Lin et al. 2024, arXiv 2305.08891, section 3.4): guidance inflates the
     output's spread, which draws strokes too bold, so the guided output is scaled back to the conditional one's
     standard deviation per sample and mixed with weight phi: out = phi out std(out_cond) / std(out) + (1 - phi) out.
+
+    For a :class:`KnownFrames` model with a guidance ramp, ``scale`` is weighted frame by frame
+    (``KnownFrames.text_guidance``).
     """
     if scale == 1.0 or null is None:
         if scale != 1.0:

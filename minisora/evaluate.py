@@ -181,8 +181,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = Path(ckpt).resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
-                "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp", "steps",
-                "prediction_steps", "prediction_samples", "seed", "shift")
+                "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp",
+                "steps", "prediction_steps", "prediction_samples", "seed", "shift")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
