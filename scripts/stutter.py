@@ -23,17 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minisora.capability_eval import steps
 from minisora.evaluator import clip_scores, load_evaluator, prompts_for, real_clips
-from minisora.physics import probe, summarize
+from minisora.physics import probe_track, summarize, track
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 
 
 def stutter(videos: torch.Tensor, group: int = 2) -> dict:
     """Steps inside a group of ``group`` frames (t -> t+1 with t % group < group - 1) against across two groups."""
-    length = np.linalg.norm(steps(np.asarray(videos, dtype=np.float32)), axis=-1)  # (N, T - 1) px
+    videos = np.asarray(videos, dtype=np.float32)  # (N, T, H, W)
+    tracks = [track(v) for v in videos]  # (T, 1, 2) each: the digit tracked once, for the steps and the probe
+    length = np.linalg.norm(np.diff(np.stack(tracks)[:, :, 0], axis=1), axis=-1)  # (N, T - 1) px
     across = (np.arange(length.shape[1]) % group) == group - 1  # (T - 1,): the step leaves a group
-    physics = summarize(probe(np.asarray(videos, dtype=np.float32), 1))
+    physics = summarize([probe_track(t, *videos.shape[-2:]) for t in tracks])
     return {"step_inside_px": round(float(np.median(length[:, ~across])), 2),
             "step_across_px": round(float(np.median(length[:, across])), 2),
             "parity_gap_px": round(float(np.mean(length[:, across].mean(1) - length[:, ~across].mean(1))), 2),
