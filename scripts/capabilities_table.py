@@ -17,6 +17,7 @@ runs = {f"{model} seed {json.loads(p.read_text())['settings']['seed']}": json.lo
         for model in models for p in sorted(docs.glob(f"capabilities_{model}*.json"))}
 seeds = [name for name in runs if name.startswith(f"{models[0]} seed")]  # the real clips: the first model's runs
 pct, px, num = (lambda v: f"{100 * v:.0f}%"), (lambda v: f"{v:.2f}"), (lambda v: f"{v:.3f}")
+interval = lambda v: f"[{v[0]:.2f}, {v[1]:.2f}]"
 
 
 def shown(value, run: dict, fmt) -> str:
@@ -41,10 +42,15 @@ ROWS = [  # (capability, measure, goal, value of a run, value of real clips or N
       for measure, k, f in (("seam step's speed error, px", "seam_speed_error_px", px),
                             ("seam step's direction cosine", "seam_direction_cos", px),
                             ("joined clip's speed error, px/frame", "median_speed_error_px", px))],
+    *[(f"extend {d}", "seam's speed error over real clips', 90% interval, px", "holds 0 or below",
+       (lambda c, d=d: c["extension"][d]["generated"]["seam_excess_ci90_px"]), None, interval)
+      for d in ("forward", "backward")],
     *[("loop", f"seam step's {measure} (the loop's other steps)", "as other steps",
        (lambda c, k=k: (c["loop"][f"seam_{k}"], c["loop"][f"other_steps_{k}"])), None,
        (lambda v, f=f: f"{f(v[0])} ({f(v[1])})"))
       for measure, k, f in (("speed error, px", "speed_error_px", px), ("pixel distance", "pixel_distance", num))],
+    ("loop", "seam's speed error over the other steps', 90% interval, px", "holds 0 or below",
+     lambda c: c["loop"]["seam_excess_ci90_px"], None, interval),
     ("connect", "speed error over the whole, px/frame", "as real", lambda c: c["connect"]["median_speed_error_px"],
      None, px),
     ("connect", "clips read as A's digit, then B's", "", lambda c: c["connect"]["a_then_b"], None, pct),

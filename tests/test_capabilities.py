@@ -296,3 +296,20 @@ def test_sample_command_extends_and_connects_whole_input_clips(tmp_path):
     assert joined.shape == (1, 46, 64, 64)  # all of A, 6 new frames, all of B
     torch.testing.assert_close(joined[:, :20], load_clips(tmp_path / "a.npy"))
     torch.testing.assert_close(joined[:, 26:], load_clips(tmp_path / "b.npy"))
+
+
+def test_excess_interval_holds_zero_for_alike_clips_and_not_for_a_longer_seam():
+    from minisora.capability_eval import excess_interval, seam_errors
+    from minisora.evaluator import real_clips
+
+    real, _ = real_clips(40, 1, seed=4)
+    other, _ = real_clips(40, 1, seed=5)
+    lo, hi = excess_interval(seam_errors(other, 10)[0], seam_errors(real, 10)[0])
+    assert lo <= 0 <= hi  # two sets of real clips: no excess
+    jumped = real.clone()
+    jumped[:, 10:] = torch.roll(real[:, 10:], shifts=4, dims=-1)  # every seam step 4 px off sideways
+    lo, hi = excess_interval(seam_errors(jumped, 10)[0], seam_errors(real, 10)[0])
+    assert lo > 0.3
+    errors = np.abs(np.random.default_rng(1).normal(0, 0.5, (40, 19)))  # a loop whose seam is like its other steps
+    lo, hi = excess_interval(errors[:, 9], np.delete(errors, 9, axis=1))
+    assert lo <= 0 <= hi
