@@ -6,8 +6,9 @@ Each figure is measured the same way on real clips, which say what "right" is:
                      the first generated frame's mean pixel distance to the given one (real: frame 0 -> 1)
     extension        given the first (forward) or last (backward) 10 frames of a real clip: the seam step's
                      speed error and its direction cosine with the steps beside it, the joined clip's probe, and
-                     the ink mass of the generated frames (real: the same frames of the real clip), and a 90%
-                     interval of the seam's excess speed error over the real clips' (``excess_interval``)
+                     the ink mass of the generated frames (real: the same frames of the real clip), and 90%
+                     intervals of the seam's excess speed error over the real clips' and of how much less straight
+                     it turns (``excess_interval``; both hold 0 for a seam like a real step)
     loop             the step from the last frame back to frame 0: speed error and pixel distance, against
                      the loop's other steps, and a 90% interval of the seam's excess speed error over theirs
     connect          A's last 4 frames, 12 new, B's first 4 (A and B show different digits, the null prompt):
@@ -60,12 +61,12 @@ def seam(videos, at: int) -> dict:
     return {"seam_speed_error_px": float(np.median(error)), "seam_direction_cos": float(np.mean(turn))}
 
 
-def excess_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> list[float]:
-    """The 90% bootstrap interval of median(a) - median(b), where a (N,) and b (N, ...) are per-clip errors of the
-    same N clips, resampled together (a paired bootstrap). It holds 0 when a and b are alike within what N clips can
-    tell; the median's difference alone moves by about 0.1 px between seeds of 20 clips."""
+def excess_interval(a: np.ndarray, b: np.ndarray, statistic=np.median, resamples: int = 2000) -> list[float]:
+    """The 90% bootstrap interval of statistic(a) - statistic(b), where a (N,) and b (N, ...) are per-clip figures
+    of the same N clips, resampled together (a paired bootstrap). It holds 0 when a and b are alike within what N
+    clips can tell; a median seam error moves by about 0.1 px between seeds of 20 clips."""
     picks = np.random.default_rng(0).integers(0, len(a), (resamples, len(a)))  # (R, N): clips drawn with replacement
-    excess = np.median(a[picks], axis=1) - np.median(b[picks].reshape(resamples, -1), axis=1)  # (R,)
+    excess = statistic(a[picks], axis=1) - statistic(b[picks].reshape(resamples, -1), axis=1)  # (R,)
     return [float(q) for q in np.quantile(excess, (0.05, 0.95))]
 
 
@@ -100,9 +101,10 @@ def extension_scores(model, codec, evaluator, real, labels, prompts, **kw) -> di
         out = extend(model, codec, given, prompts, frames, direction, **kw)[:, 0].cpu()
         at = GIVEN if direction == "forward" else frames - GIVEN  # the first step into or out of the given frames
         new = slice(GIVEN, None) if direction == "forward" else slice(None, frames - GIVEN)  # the generated frames
-        excess = excess_interval(seam_errors(out, at)[0], seam_errors(real, at)[0])  # the same real clips: paired
+        (error, turn), (real_error, real_turn) = seam_errors(out, at), seam_errors(real, at)  # the same clips: paired
         result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(out, at), "ink": ink(out[:, new]),
-                                           "seam_excess_ci90_px": excess},
+                                           "seam_excess_ci90_px": excess_interval(error, real_error),
+                                           "seam_cos_shortfall_ci90": excess_interval(real_turn, turn, np.mean)},
                              "real": {**scored(evaluator, real, labels), **seam(real, at), "ink": ink(real[:, new])}}
     return result
 

@@ -42,9 +42,12 @@ ROWS = [  # (capability, measure, goal, value of a run, value of real clips or N
       for measure, k, f in (("seam step's speed error, px", "seam_speed_error_px", px),
                             ("seam step's direction cosine", "seam_direction_cos", px),
                             ("joined clip's speed error, px/frame", "median_speed_error_px", px))],
-    *[(f"extend {d}", "seam's speed error over real clips', 90% interval, px", "holds 0 or below",
-       (lambda c, d=d: c["extension"][d]["generated"]["seam_excess_ci90_px"]), None, interval)
-      for d in ("forward", "backward")],
+    *[(f"extend {d}", measure, "holds 0 or below", (lambda c, d=d, k=k: c["extension"][d]["generated"][k]), None,
+       interval)
+      for d in ("forward", "backward")
+      for measure, k in (("seam's speed error over real clips', 90% interval, px", "seam_excess_ci90_px"),
+                         ("how much less straight the seam turns than real clips', 90% interval",
+                          "seam_cos_shortfall_ci90"))],
     *[("loop", f"seam step's {measure} (the loop's other steps)", "as other steps",
        (lambda c, k=k: (c["loop"][f"seam_{k}"], c["loop"][f"other_steps_{k}"])), None,
        (lambda v, f=f: f"{f(v[0])} ({f(v[1])})"))

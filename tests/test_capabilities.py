@@ -310,6 +310,10 @@ def test_excess_interval_holds_zero_for_alike_clips_and_not_for_a_longer_seam():
     jumped[:, 10:] = torch.roll(real[:, 10:], shifts=4, dims=-1)  # every seam step 4 px off sideways
     lo, hi = excess_interval(seam_errors(jumped, 10)[0], seam_errors(real, 10)[0])
     assert lo > 0.3
+    lo, hi = excess_interval(seam_errors(real, 10)[1], seam_errors(jumped, 10)[1], np.mean)
+    assert lo > 0.05  # the jump turns the seam step: real turns are straighter
+    lo, hi = excess_interval(seam_errors(real, 10)[1], seam_errors(other, 10)[1], np.mean)
+    assert lo <= 0 <= hi
     errors = np.abs(np.random.default_rng(1).normal(0, 0.5, (40, 19)))  # a loop whose seam is like its other steps
     lo, hi = excess_interval(errors[:, 9], np.delete(errors, 9, axis=1))
     assert lo <= 0 <= hi
