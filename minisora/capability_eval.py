@@ -55,9 +55,9 @@ def seam_errors(videos, at: int) -> tuple[np.ndarray, np.ndarray]:
     return error, turn
 
 
-def seam(videos, at: int) -> dict:
-    """The seam step's speed error (median over clips) and direction cosine (mean over clips)."""
-    error, turn = seam_errors(videos, at)
+def seam(error: np.ndarray, turn: np.ndarray) -> dict:
+    """The seam step's speed error (median over clips) and direction cosine (mean over clips), from
+    :func:`seam_errors`."""
     return {"seam_speed_error_px": float(np.median(error)), "seam_direction_cos": float(np.mean(turn))}
 
 
@@ -102,10 +102,12 @@ def extension_scores(model, codec, evaluator, real, labels, prompts, **kw) -> di
         at = GIVEN if direction == "forward" else frames - GIVEN  # the first step into or out of the given frames
         new = slice(GIVEN, None) if direction == "forward" else slice(None, frames - GIVEN)  # the generated frames
         (error, turn), (real_error, real_turn) = seam_errors(out, at), seam_errors(real, at)  # the same clips: paired
-        result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(out, at), "ink": ink(out[:, new]),
+        result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(error, turn),
+                                           "ink": ink(out[:, new]),
                                            "seam_excess_ci90_px": excess_interval(error, real_error),
                                            "seam_cos_shortfall_ci90": excess_interval(real_turn, turn, np.mean)},
-                             "real": {**scored(evaluator, real, labels), **seam(real, at), "ink": ink(real[:, new])}}
+                             "real": {**scored(evaluator, real, labels), **seam(real_error, real_turn),
+                                      "ink": ink(real[:, new])}}
     return result
 
 

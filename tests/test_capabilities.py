@@ -193,14 +193,14 @@ def test_sample_settings_errors(settings, message):
 
 
 def test_seam_measure_sees_a_jump_that_real_clips_do_not_have():
-    from minisora.capability_eval import seam
+    from minisora.capability_eval import seam, seam_errors
     from minisora.evaluator import real_clips
 
     real, _ = real_clips(12, 1, seed=3)
-    smooth = seam(real, 10)
+    smooth = seam(*seam_errors(real, 10))
     jumped = real.clone()
     jumped[:, 10:] = torch.roll(real[:, 10:], shifts=8, dims=-1)  # the digit skips 8 px sideways at frame 10
-    broken = seam(jumped, 10)
+    broken = seam(*seam_errors(jumped, 10))
     assert smooth["seam_speed_error_px"] < 1.0 and broken["seam_speed_error_px"] > 3.0
     assert broken["seam_direction_cos"] < smooth["seam_direction_cos"]
 
