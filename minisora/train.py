@@ -98,6 +98,9 @@ class TrainConfig:
                                   "which teaches video prediction, extension and interpolation; 0: text-to-video only")
     p_known_uncond: float = option(0.0, "share of the clips given frames whose caption is dropped too: the digit's "
                                         "look must then come from the frames, as in prediction, which has no caption")
+    p_predict: float = option(0.0, "share of clips drawn as the 10 -> 10 prediction task instead: the first half of "
+                                   "the frames given, the caption dropped (the eval gives no prompt); drawn after "
+                                   "--p-known, so the rest keep their given frames; fixed sizes only")
     p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
@@ -147,7 +150,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.out = self.out or f"runs/{self.preset}"
-        check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_known_uncond", "p_image")
+        check_probability(self, "p_uncond", "p_descriptive", "p_known", "p_known_uncond", "p_predict", "p_image")
         check_positive(self, "dim", "depth", "heads", "steps", "batch_size", "clips", "log_every", "ckpt_every",
                        "sample_steps", "stop_at", "tokens")
         if self.workers < 0 or (self.workers and self.sizes == "mixed"):
@@ -166,6 +169,9 @@ class TrainConfig:
             raise ValueError(f"warmup and sample_every must be >= 0, got {self.warmup} and {self.sample_every}")
         if self.patch is not None and min(self.patch) < 1:
             raise ValueError(f"patch sizes must be >= 1, got {self.patch}")
+        if self.p_predict and self.sizes != "fixed":
+            raise ValueError(f"p_predict trains the fixed-size prediction task; got p_predict={self.p_predict} with "
+                             f"sizes={self.sizes}")
         if not self.num_digits:
             raise ValueError("num_digits needs at least one value")
         for k in self.num_digits:  # digits per clip that fit on the canvas
@@ -409,6 +415,12 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     known = draw_known(n, z.shape[2] // pt, pt, cfg.p_known, generator) if cfg.p_known and not image else None
     if known is not None and cfg.p_known_uncond:  # drawn only then: runs without it keep their random streams
         drop |= (known.any(1) & (torch.rand(n, generator=generator) < cfg.p_known_uncond))[rows]
+    if cfg.p_predict and not image:  # drawn only then, as above
+        task = torch.rand(n, generator=generator) < cfg.p_predict
+        tubelets = z.shape[2] // pt
+        first_half = (torch.arange(tubelets) < tubelets // 2).repeat_interleave(pt)  # (T',) the given frames
+        known = torch.where(task[:, None], first_half, False if known is None else known)  # (n, T')
+        drop |= task[rows]
     known = None if known is None else known[rows]
     ids = model.tokenizer.batch(captions)
     ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)

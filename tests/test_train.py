@@ -147,6 +147,22 @@ def test_clips_given_frames_lose_their_caption_at_the_share_asked_and_nothing_el
     assert given.any() and torch.equal((b.ids == null).all(1), given)
 
 
+def test_prediction_clips_get_the_first_half_and_no_caption_and_the_rest_keep_their_draws():
+    """--p-predict turns a share of clips into the 10 -> 10 task; the others keep --p-known's given frames."""
+    cfg = replace(QUICK, batch_size=64, p_uncond=0.0, p_known=0.5, p_image=0.0)
+    model, obj = build(cfg, torch.device("cpu")).model, objective_of(cfg.__dict__)
+    codec = VideoCodec(cfg.vae, torch.device("cpu"))
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=10**4)
+    draw = lambda c: draw_batch(0, c, step_clips(0, c, data, model.config), model, obj, codec,
+                                torch.Generator().manual_seed(0))
+    before, after = draw(cfg), draw(replace(cfg, p_predict=0.5))
+    frames = after.known.shape[1]
+    task = (after.ids == model.null_ids(1)[0]).all(1)  # p_uncond 0: only the prediction task drops captions
+    assert 10 < int(task.sum()) < 54 and (after.known[task] == (torch.arange(frames) < frames // 2)).all()
+    assert torch.equal(after.known[~task], before.known[~task])  # the rest: --p-known's own draws
+    assert torch.equal(after.t, before.t) and torch.equal(after.noise, before.noise)
+
+
 def test_init_starts_from_given_weights(tmp_path):
     train(replace(QUICK, out=str(tmp_path / "a"), steps=2), progress=False)
     start = weights(tmp_path / "a" / "ckpt.pt")["ema"]
@@ -284,6 +300,7 @@ def test_cli_flags_are_made_from_the_config(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [(dict(p_image=1.5), "p_image is a probability"),
                                           (dict(p_known_uncond=2.0), "p_known_uncond is a probability"),
+                                          (dict(p_predict=0.5, sizes="mixed", p_image=0.0), "fixed-size prediction"),
                                           (dict(classes=(3, 12)), "classes must be digits 0-9"),
                                           (dict(clips=0), "clips must be a whole number >= 1"),
                                           (dict(repa=-1.0), "repa must be a finite number >= 0"),
