@@ -297,23 +297,24 @@ class Trainee:
 
 def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     """The model (seeded; weights from ``cfg.init`` if given), its EMA, optimiser, schedule and REPA's parts."""
-    torch.manual_seed(cfg.seed)
-    model = denoiser_class(cfg.arch)(cfg.model_config()).to(device)
+    config, start = cfg.model_config(), None
     if cfg.init:
         start, _ = load_dit(cfg.init, device)
         # the same weights in every attention mode, and in every latent space of one shape (a fine-tuned VAE's)
         # and at any depth that is a multiple of its own (growth.grow: the extra blocks start as the identity),
         # or with a shorter temporal patch (repatch.repatch: one token per latent frame)
-        repatching = start.config.patch[1:] == model.config.patch[1:] and start.config.patch != model.config.patch
-        scale = repatched_config(start.config, model.config.patch).rope_time_scale if repatching else \
+        repatching = start.config.patch[1:] == config.patch[1:] and start.config.patch != config.patch
+        scale = repatched_config(start.config, config.patch).rope_time_scale if repatching else \
             start.config.rope_time_scale  # the rotary time of the start, or of its grid re-patched
-        if scale != model.config.rope_time_scale:
-            model = denoiser_class(cfg.arch)(replace(model.config, rope_time_scale=scale)).to(device)
-        same_shape = latent_space(start.config.vae) == latent_space(model.config.vae)
-        if not same_shape or replace(start.config, attention=model.config.attention, vae=model.config.vae,
-                                     depth=model.config.depth, rope_time_scale=scale,
-                                     patch=model.config.patch if repatching else start.config.patch) != model.config:
-            raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {model.config}")
+        config = replace(config, rope_time_scale=scale)
+        same_shape = latent_space(start.config.vae) == latent_space(config.vae)
+        if not same_shape or replace(start.config, attention=config.attention, vae=config.vae, depth=config.depth,
+                                     rope_time_scale=scale, patch=config.patch if repatching else start.config.patch
+                                     ) != config:
+            raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {config}")
+    torch.manual_seed(cfg.seed)
+    model = denoiser_class(cfg.arch)(config).to(device)
+    if start is not None:
         if repatching:
             repatch(start, model)
         elif start.config.depth == model.config.depth:
