@@ -96,17 +96,21 @@ def image_to_video_scores(model, codec, evaluator, real, labels, prompts, **kw) 
 
 def extension_scores(model, codec, evaluator, real, labels, prompts, **kw) -> dict:
     frames, result = real.shape[1], {}
+    real_scores, real_seams = scored(evaluator, real, labels), {}  # read and tracked once for both directions
     for direction in ("forward", "backward"):
         given = real[:, None, :GIVEN] if direction == "forward" else real[:, None, -GIVEN:]
         out = extend(model, codec, given, prompts, frames, direction, **kw)[:, 0].cpu()
         at = GIVEN if direction == "forward" else frames - GIVEN  # the first step into or out of the given frames
         new = slice(GIVEN, None) if direction == "forward" else slice(None, frames - GIVEN)  # the generated frames
-        (error, turn), (real_error, real_turn) = seam_errors(out, at), seam_errors(real, at)  # the same clips: paired
+        if at not in real_seams:
+            real_seams[at] = seam_errors(real, at)
+        real_error, real_turn = real_seams[at]  # the same clips: paired
+        error, turn = seam_errors(out, at)
         result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(error, turn),
                                            "ink": ink(out[:, new]),
                                            "seam_excess_ci90_px": excess_interval(error, real_error),
                                            "seam_cos_shortfall_ci90": excess_interval(real_turn, turn, np.mean)},
-                             "real": {**scored(evaluator, real, labels), **seam(real_error, real_turn),
+                             "real": {**real_scores, **seam(real_error, real_turn),
                                       "ink": ink(real[:, new])}}
     return result
 
