@@ -161,6 +161,10 @@ def test_prediction_clips_get_the_first_half_and_no_caption_and_the_rest_keep_th
     assert 10 < int(task.sum()) < 54 and (after.known[task] == (torch.arange(frames) < frames // 2)).all()
     assert torch.equal(after.known[~task], before.known[~task])  # the rest: --p-known's own draws
     assert torch.equal(after.t, before.t) and torch.equal(after.noise, before.noise)
+    alone = draw(replace(cfg, p_known=0.0, p_predict=0.5))  # without --p-known: the task or no given frames
+    task = (alone.ids == model.null_ids(1)[0]).all(1)
+    assert task.any() and (alone.known[task] == (torch.arange(frames) < frames // 2)).all()
+    assert not alone.known[~task].any()
 
 
 def test_init_starts_from_given_weights(tmp_path):
