@@ -96,16 +96,14 @@ def image_to_video_scores(model, codec, evaluator, real, labels, prompts, **kw) 
 
 def extension_scores(model, codec, evaluator, real, labels, prompts, **kw) -> dict:
     frames, result = real.shape[1], {}
-    real_scores, real_seams = scored(evaluator, real, labels), {}  # read and tracked once for both directions
+    real_scores = scored(evaluator, real, labels)  # the real clips read and tracked once for both directions
+    real_seams = {at: seam_errors(real, at) for at in {GIVEN, frames - GIVEN}}  # the same clips: paired
     for direction in ("forward", "backward"):
         given = real[:, None, :GIVEN] if direction == "forward" else real[:, None, -GIVEN:]
         out = extend(model, codec, given, prompts, frames, direction, **kw)[:, 0].cpu()
         at = GIVEN if direction == "forward" else frames - GIVEN  # the first step into or out of the given frames
         new = slice(GIVEN, None) if direction == "forward" else slice(None, frames - GIVEN)  # the generated frames
-        if at not in real_seams:
-            real_seams[at] = seam_errors(real, at)
-        real_error, real_turn = real_seams[at]  # the same clips: paired
-        error, turn = seam_errors(out, at)
+        (error, turn), (real_error, real_turn) = seam_errors(out, at), real_seams[at]
         result[direction] = {"generated": {**scored(evaluator, out, labels), **seam(error, turn),
                                            "ink": ink(out[:, new]),
                                            "seam_excess_ci90_px": excess_interval(error, real_error),
