@@ -7,7 +7,8 @@
     physics    the probe of physics.py on the generated clips: speed error, direction, bounces
     prediction 10 -> 10 on the standard test set (test digits): the first 10 frames are given
                (conditioning frames by masks), the null prompt, the model makes the last 10;
-               MSE / MAE per frame summed over 64x64 pixels in [0, 1] (OpenSTL), SSIM, PSNR
+               MSE / MAE per frame summed over 64x64 pixels in [0, 1] (OpenSTL), SSIM, PSNR; and whether
+               the predicted future still shows the clip's digits (MSE alone rewards a faint blur)
     following  descriptive captions of real clips as prompts: are the start, first direction and first bounce
                they name followed (following.py); ``--expand``: the short prompts expanded first
     permanence two test digits that cross after the 10 given frames: do both come out as themselves, in
@@ -37,7 +38,7 @@ from .data import TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table
 from .captions import expand_prompt
-from .evaluator import clip_scores, load_evaluator, prompts_for, real_clips
+from .evaluator import clip_scores, digit_scores, load_evaluator, prompts_for, read_clips, real_clips
 from .following import descriptive_table
 from .permanence import permanence_table
 from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
@@ -74,15 +75,18 @@ def standard_table(model, codec, objective, evaluator, clips: int, args: dict, e
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
-                     progress: bool, samples: int = 1, frame_guidance: float = 1.0) -> dict:
+                     progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
     any predictor should beat (copying the last given frame, a black frame) and, with ``samples`` K > 1, the mean
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
-    error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames."""
+    error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames. With an
+    ``evaluator``, ``future_digits`` reads the sample's future and the true one (``evaluator.digit_scores``, the
+    clip's digits as the prompt) and gives the sample's ink against the truth's: a faint or blurred future can
+    score a low MSE while showing no digit."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
-    scores, per_frame = {name: [] for name in names}, []
+    scores, per_frame, futures = {name: [] for name in names}, [], []
     for i in tqdm(range(0, num_clips, batch), desc="predict 10 -> 10", unit="batch", disable=not progress):
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
@@ -98,12 +102,19 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
             scores[name].append([len(future), float(mse_per_frame(pred, future)), float(mae_per_frame(pred, future)),
                                  float(ssim(pred, future)), float(psnr(pred, future))])
         per_frame.append((outs[0] - future).pow(2).sum((-2, -1)).sum(0))  # (10,) summed over the batch's clips
+        futures.append(torch.stack([outs[0], future]))  # (2, b, 10, H, W): the sample's future, the true one
     result = {"clips": num_clips, "samples": samples}
     for name, rows in scores.items():
         rows = np.array(rows)
         mean = (rows[:, 1:] * rows[:, :1]).sum(0) / rows[:, 0].sum()  # every clip weighs the same
         result[name] = dict(zip(("mse", "mae", "ssim", "psnr"), map(float, mean)))
     result["model"]["mse_per_frame"] = [round(float(e), 2) for e in torch.stack(per_frame).sum(0) / num_clips]
+    if evaluator is not None:
+        sampled, true = torch.cat(futures, 1)  # (N, 10, H, W) each
+        labels = [data[j]["labels"].tolist() for j in range(num_clips)]
+        result["future_digits"] = {"model": digit_scores(read_clips(evaluator, sampled, labels), labels),
+                                   "true_future": digit_scores(read_clips(evaluator, true, labels), labels),
+                                   "ink_vs_real": float(sampled.sum() / true.sum())}
     return result
 
 
@@ -205,7 +216,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
-                                                cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance)
+                                                cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
+                                                evaluator)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result
@@ -260,9 +272,15 @@ def format_table(result: dict) -> str:
         p = result["prediction"]
         lines += ["", f"Video prediction 10 -> 10, first {p['clips']} clips of the regenerated standard test set:",
                   "| predictor | MSE | MAE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
-        for name in [k for k in p if isinstance(p[k], dict)]:
+        for name in [k for k in p if isinstance(p[k], dict) and "mse" in p[k]]:
             s = p[name]
             lines.append(f"| {name.replace('_', ' ')} | {s['mse']:.2f} | {s['mae']:.2f} | {s['ssim']:.3f} | {s['psnr']:.2f} |")
+        if "future_digits" in p:
+            f = p["future_digits"]
+            lines.append(f"Digits of the future read as the clip's (of readable clips; model / truth): "
+                         f"{fmt('{:.0%}', f['model']['alignment'])} / {fmt('{:.0%}', f['true_future']['alignment'])} "
+                         f"(readable {f['model']['readable']:.0%} / {f['true_future']['readable']:.0%}); the model's ink "
+                         f"{f['ink_vs_real']:.2f} of the truth's")
     return "\n".join(lines)
 
 

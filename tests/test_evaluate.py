@@ -106,6 +106,20 @@ def test_prediction_mean_of_samples_scores_their_average(micro_run):
     assert two["mean_of_2_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])), rel=1e-4)
 
 
+def test_prediction_reads_the_digits_of_the_sampled_and_the_true_future(micro_run):
+    model, settings = load_dit(micro_run)
+    result = video_prediction(model, VideoCodec("frame"), objective_of(settings), num_clips=6, steps=1, batch=3,
+                              seed=0, progress=False, evaluator=load_evaluator())
+    read = result["future_digits"]
+    assert read["true_future"]["readable"] > 0 and read["true_future"]["alignment"] == 1.0  # truth shows its digits
+    assert not read["model"]["alignment"] > 0.5  # two steps of training draw no digits (nan: none readable)
+    truth = torch.stack([standard_test_set()[i]["video"] for i in range(6)])
+    draws = torch.cat([generate(model, VideoCodec("frame"), [None] * 3, objective_of(settings), guidance=1.0, steps=1,
+                                seed=i, context=truth[i:i + 3], known=torch.arange(20) < 10)[:, 0, 10:]
+                       for i in (0, 3)])
+    assert read["ink_vs_real"] == pytest.approx(float(draws.sum() / truth[:, 0, 10:].sum()), rel=1e-4)
+
+
 def test_prediction_with_frame_guidance_scores_the_guided_samples(micro_run):
     model, settings = load_dit(micro_run)
     args = dict(num_clips=3, steps=2, batch=3, seed=0, progress=False)
