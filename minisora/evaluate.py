@@ -36,7 +36,7 @@ from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
 from .data import TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
-from .capability_eval import PARTS, capability_table
+from .capability_eval import PARTS, capability_table, ink
 from .captions import expand_prompt
 from .evaluator import clip_scores, digit_scores, load_evaluator, prompts_for, read_clips, real_clips
 from .following import descriptive_table
@@ -114,7 +114,7 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
         labels = [data[j]["labels"].tolist() for j in range(num_clips)]
         result["future_digits"] = {"model": digit_scores(read_clips(evaluator, sampled, labels), labels),
                                    "true_future": digit_scores(read_clips(evaluator, true, labels), labels),
-                                   "ink_vs_real": float(sampled.sum() / true.sum())}
+                                   "ink_vs_real": ink(sampled) / ink(true)}
     return result
 
 
