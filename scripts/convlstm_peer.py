@@ -114,7 +114,8 @@ def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
     model.eval()
     for i in range(0, clips, batch):
         truth = torch.stack([data[j]["video"][0] for j in range(i, min(i + batch, clips))])  # (b, 20, H, W)
-        pred = model(truth, prediction_teacher(len(truth), truth.shape[1]))[:, CONTEXT - 1:].clamp(0, 1)  # (b, 10, H, W)
+        pred = model(truth, prediction_teacher(len(truth), truth.shape[1]))  # (b, 19, H, W): frames 1..19
+        pred = pred[:, CONTEXT - 1:].clamp(0, 1)  # (b, 10, H, W): the future
         future = truth[:, CONTEXT:]
         rows.append([len(truth)] + [float(f(pred, future)) for f in (mse_per_frame, mae_per_frame, ssim, psnr)])
         futures.append(pred)
