@@ -90,6 +90,13 @@ def prediction_teacher(batch: int, frames: int) -> torch.Tensor:
     return (torch.arange(frames - 1) < CONTEXT - 1).expand(batch, -1)  # (B, T-1)
 
 
+@torch.no_grad()
+def predict(model: ConvLSTM, video: torch.Tensor) -> torch.Tensor:
+    """10 -> 10: the future (B, 10, H, W) of clips (B, 20, H, W) from their first 10 frames, clamped to [0, 1]."""
+    pred = model(video, prediction_teacher(len(video), video.shape[1]))  # (B, 19, H, W): frames 1..19
+    return pred[:, CONTEXT - 1:].clamp(0, 1)
+
+
 def sampled_teacher(batch: int, frames: int, eta: float, generator: torch.Generator) -> torch.Tensor:
     """Scheduled sampling (Bengio et al. 2015, as OpenSTL trains ConvLSTM): each future input is the true frame with
     probability eta, which falls from 1 to 0 during training."""
@@ -114,8 +121,7 @@ def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
     model.eval()
     for i in range(0, clips, batch):
         truth = torch.stack([data[j]["video"][0] for j in range(i, min(i + batch, clips))])  # (b, 20, H, W)
-        pred = model(truth, prediction_teacher(len(truth), truth.shape[1]))  # (b, 19, H, W): frames 1..19
-        pred = pred[:, CONTEXT - 1:].clamp(0, 1)  # (b, 10, H, W): the future
+        pred = predict(model, truth)  # (b, 10, H, W)
         future = truth[:, CONTEXT:]
         rows.append([len(truth)] + [float(f(pred, future)) for f in (mse_per_frame, mae_per_frame, ssim, psnr)])
         futures.append(pred)
@@ -136,8 +142,7 @@ def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int 
     data = standard_test_set()
     truth = torch.stack([data[i]["video"] for i in range(clips)])  # (N, 1, 20, H, W)
     known = torch.arange(truth.shape[2]) < CONTEXT
-    with torch.no_grad():
-        regression = model(truth[:, 0], prediction_teacher(clips, truth.shape[2]))[:, CONTEXT - 1:].clamp(0, 1)
+    regression = predict(model, truth[:, 0])  # (N, 10, H, W)
     dit, train = load_dit(dit_path)
     drawn = torch.stack([generate(dit, VideoCodec(dit.config.vae), [None] * clips, objective_of(train), guidance=1.0,
                                   steps=25, seed=seed + k, context=truth, known=known)[:, 0, CONTEXT:].cpu()
@@ -173,6 +178,9 @@ def main() -> None:
     p.add_argument("--figure-clips", type=int, default=2, help="test clips in the figure")
     p.add_argument("--dit", default="data/dit_predict.pt", help="the DiT in the figure")
     args = p.parse_args()
+    if 64 % args.patch or args.budget_tflop <= 0 or min(args.hidden) < 1:
+        p.error(f"expected a --patch that divides 64, a positive --budget-tflop and --hidden channels >= 1; got "
+                f"--patch {args.patch}, --budget-tflop {args.budget_tflop}, --hidden {args.hidden}")
 
     torch.manual_seed(args.seed)
     model = ConvLSTM(tuple(args.hidden), args.kernel, args.patch)
