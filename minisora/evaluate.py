@@ -74,6 +74,22 @@ def standard_table(model, codec, objective, evaluator, clips: int, args: dict, e
                         "real_vs_real": frechet_distance(other_features, real_features)}}
 
 
+def prediction_metrics(pred: torch.Tensor, future: torch.Tensor) -> dict:
+    """MSE and MAE per frame (OpenSTL's), SSIM and PSNR of predicted futures against the true ones (..., H, W):
+    each a mean over frames, so a mean over batches weighted by their clips is the same figure."""
+    return {name: float(metric(pred, future))
+            for name, metric in (("mse", mse_per_frame), ("mae", mae_per_frame), ("ssim", ssim), ("psnr", psnr))}
+
+
+def future_digits(evaluator, predicted: torch.Tensor, true: torch.Tensor, labels: list[list[int]]) -> dict:
+    """Does a predicted future (N, 10, H, W) still show its clip's digits? ``evaluator.digit_scores`` of the
+    predicted and the true futures (the clip's digits as the prompt), and the predicted future's ink against the
+    truth's: a faint or blurred future can score a low MSE while showing no digit."""
+    return {"model": digit_scores(read_clips(evaluator, predicted, labels), labels),
+            "true_future": digit_scores(read_clips(evaluator, true, labels), labels),
+            "ink_vs_real": ink(predicted) / ink(true)}
+
+
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
                      progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
@@ -81,9 +97,7 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
     error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames. With an
-    ``evaluator``, ``future_digits`` reads the sample's future and the true one (``evaluator.digit_scores``, the
-    clip's digits as the prompt) and gives the sample's ink against the truth's: a faint or blurred future can
-    score a low MSE while showing no digit."""
+    ``evaluator``, ``future_digits`` reads the sample's future and the true one (:func:`future_digits`)."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame, futures = {name: [] for name in names}, [], []
@@ -99,8 +113,7 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
             future[:, :1]), **({names[-1]: outs.mean(0)} if samples > 1 else {})}
         for name, pred in preds.items():
             pred = pred.expand_as(future)
-            scores[name].append([len(future), float(mse_per_frame(pred, future)), float(mae_per_frame(pred, future)),
-                                 float(ssim(pred, future)), float(psnr(pred, future))])
+            scores[name].append([len(future), *prediction_metrics(pred, future).values()])
         per_frame.append((outs[0] - future).pow(2).sum((-2, -1)).sum(0))  # (10,) summed over the batch's clips
         futures.append(torch.stack([outs[0], future]))  # (2, b, 10, H, W): the sample's future, the true one
     result = {"clips": num_clips, "samples": samples}
@@ -112,9 +125,7 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
     if evaluator is not None:
         sampled, true = torch.cat(futures, 1)  # (N, 10, H, W) each
         labels = [data[j]["labels"].tolist() for j in range(num_clips)]
-        result["future_digits"] = {"model": digit_scores(read_clips(evaluator, sampled, labels), labels),
-                                   "true_future": digit_scores(read_clips(evaluator, true, labels), labels),
-                                   "ink_vs_real": ink(sampled) / ink(true)}
+        result["future_digits"] = future_digits(evaluator, sampled, true, labels)
     return result
 
 

@@ -28,12 +28,10 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from minisora.capability_eval import ink
 from minisora.checkpoint import atomic_write, save_checkpoint
 from minisora.data import MovingMNIST, load_digits, standard_test_set
-from minisora.evaluate import CONTEXT
-from minisora.evaluator import digit_scores, load_evaluator, read_clips
-from minisora.metrics import mae_per_frame, mse_per_frame, psnr, ssim
+from minisora.evaluate import CONTEXT, future_digits, prediction_metrics
+from minisora.evaluator import load_evaluator
 from minisora.peers import flop_counter
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 from minisora.viz import frame_strip
@@ -117,23 +115,13 @@ def step_flops(model: ConvLSTM, batch: int, frames: int = 20, size: int = 64) ->
 @torch.no_grad()
 def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
     """10 -> 10 on the first ``clips`` standard test clips, with the eval's metrics and its reading of the future."""
-    data, rows, futures, truths = standard_test_set(), [], [], []
+    data = standard_test_set()
+    truth = torch.stack([data[j]["video"][0] for j in range(clips)])  # (N, 20, H, W)
     model.eval()
-    for i in range(0, clips, batch):
-        truth = torch.stack([data[j]["video"][0] for j in range(i, min(i + batch, clips))])  # (b, 20, H, W)
-        pred = predict(model, truth)  # (b, 10, H, W)
-        future = truth[:, CONTEXT:]
-        rows.append([len(truth)] + [float(f(pred, future)) for f in (mse_per_frame, mae_per_frame, ssim, psnr)])
-        futures.append(pred)
-        truths.append(future)
+    predicted = torch.cat([predict(model, truth[i:i + batch]) for i in range(0, clips, batch)])  # (N, 10, H, W)
     model.train()
-    rows = np.array(rows)
-    result = dict(zip(("mse", "mae", "ssim", "psnr"), map(float, (rows[:, 1:] * rows[:, :1]).sum(0) / clips)))
-    predicted, true = torch.cat(futures), torch.cat(truths)
-    labels = [data[j]["labels"].tolist() for j in range(clips)]
-    result["future_digits"] = {"model": digit_scores(read_clips(evaluator, predicted, labels), labels),
-                               "ink_vs_real": ink(predicted) / ink(true)}
-    return result
+    true, labels = truth[:, CONTEXT:], [data[j]["labels"].tolist() for j in range(clips)]
+    return {**prediction_metrics(predicted, true), "future_digits": future_digits(evaluator, predicted, true, labels)}
 
 
 def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int = 4, seed: int = 5) -> Path:
