@@ -165,6 +165,7 @@ class MovingMNIST(Dataset):
 
 # The seeded test set that evaluations use: 10,000 standard clips of test digits.
 TEST_SET = dict(split="test", num_clips=10_000, seed=0, config="standard")
+CONTEXT = 10  # frames given in video prediction (10 -> 10): the test clips' first half
 
 
 def standard_test_set(digits: str = "auto") -> MovingMNIST:

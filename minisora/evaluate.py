@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .data import TEST_SET, standard_test_set
+from .convlstm import ConvLSTM, draft_clips, load_convlstm
+from .data import CONTEXT, TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table, ink
 from .captions import expand_prompt
@@ -45,7 +46,6 @@ from .metrics import frechet_distance, mae_per_frame, mse_per_frame, psnr, ssim
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 from .size_eval import at_sizes, format_sizes
 
-CONTEXT = 10  # frames given in video prediction (10 -> 10)
 
 
 def text_to_video(model, codec, objective, evaluator, num_clips: int, num_digits: int, guidance: float,
@@ -91,22 +91,25 @@ def future_digits(evaluator, predicted: torch.Tensor, true: torch.Tensor, labels
 
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
-                     progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None) -> dict:
+                     progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None,
+                     draft: ConvLSTM | None = None) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
     any predictor should beat (copying the last given frame, a black frame) and, with ``samples`` K > 1, the mean
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
     error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames. With an
-    ``evaluator``, ``future_digits`` reads the sample's future and the true one (:func:`future_digits`)."""
+    ``evaluator``, ``future_digits`` reads the sample's future and the true one (:func:`future_digits`). A model
+    trained with ``--draft`` samples from its ``draft`` model's future plus noise."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame, futures = {name: [] for name in names}, [], []
     for i in tqdm(range(0, num_clips, batch), desc="predict 10 -> 10", unit="batch", disable=not progress):
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
+        drafted = None if draft is None else draft_clips(draft, truth.to(next(draft.parameters()).device))
         outs = torch.stack([generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps,
                                      seed=seed + i + k * num_clips, context=truth, known=known,
-                                     frame_guidance=frame_guidance)[:, 0, CONTEXT:].cpu()
+                                     frame_guidance=frame_guidance, draft=drafted)[:, 0, CONTEXT:].cpu()
                             for k in range(samples)])  # (K, b, 10, H, W)
         future = truth[:, 0, CONTEXT:]  # (b, 10, H, W)
         preds = {"model": outs[0], "copy_last_frame": truth[:, 0, CONTEXT - 1:CONTEXT], "blank": torch.zeros_like(
@@ -226,9 +229,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.permanence:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
+        draft = load_convlstm(train["draft"], device) if train.get("draft") else None  # the run's --draft
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
-                                                evaluator)
+                                                evaluator, draft)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

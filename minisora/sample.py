@@ -120,7 +120,8 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
              steps: int = 50, sampler: str | None = None, frames: int | None = None, height: int | None = None,
              width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
              known: torch.Tensor | None = None, context_noise: float = 0.0, init: torch.Tensor | None = None,
-             strength: float = 1.0, frame_guidance: float = 1.0, guidance_ramp: float = 0.0) -> torch.Tensor:
+             strength: float = 1.0, frame_guidance: float = 1.0, guidance_ramp: float = 0.0,
+             draft: torch.Tensor | None = None) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
     ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
@@ -131,10 +132,15 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     see ``KnownFrames``; nothing to guide without them). ``guidance_ramp`` R > 0 lowers the text guidance near
     the known frames, to its full value R frames from them (``KnownFrames.text_guidance``). With ``init`` videos
     (B, 1, T, H, W), sampling starts from them noised to time ``strength`` instead of from pure noise (SDEdit,
-    video-to-video).
+    video-to-video). A model trained with ``--draft`` takes ``draft`` clips (B, 1, T, H, W), the context with its
+    future drawn by that regression model (``convlstm.draft_clips``): the flow of the frames to generate starts at
+    their latents plus noise, x_1 = z_draft + eps, as in training.
     """
     c = model.config
-    for given in (context, init):
+    if draft is not None and (context is None or init is not None):
+        raise ValueError("draft clips start the flow of the frames to generate: they need context and known frames, "
+                         "and do not combine with init (SDEdit)")
+    for given in (context, init, draft):
         if given is not None:
             if given.ndim != 5 or given.shape[:2] != (len(prompts), 1):
                 raise ValueError(f"expected videos (B={len(prompts)}, 1, T, H, W) to start from or condition on, got "
@@ -174,6 +180,9 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
                           guidance_ramp / latent_space(c.vae)[1])  # the ramp in latent frames
     if init is not None:  # SDEdit: x_s = (1 - s) x_0 + s eps, then the sampler from time s down to 0
         start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
+    if draft is not None:  # x_1 = z_draft + eps on the frames to generate (the given ones are put back anyway)
+        eps = torch.randn((len(prompts), *shape), device=device, generator=generator)  # the noise sample() would draw
+        start = dict(noise=eps + codec.encode(draft.to(device)) * ~net.known[:, None, :, None, None])
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress,
                    **start)

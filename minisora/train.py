@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import RunRecord, init_record, load_checkpoint, save_checkpoint, write_manifest
 from .config import check_device, check_finite, check_positive, check_probability, option
+from .convlstm import ConvLSTM, draft_clips, load_convlstm
 from .data import MovingMNIST
 from .digits import Digits, load_digits
 from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
@@ -101,6 +102,11 @@ class TrainConfig:
     p_predict: float = option(0.0, "share of clips drawn as the 10 -> 10 prediction task instead: the first half of "
                                    "the frames given, the caption dropped (the eval gives no prompt); drawn after "
                                    "--p-known, so the rest keep their given frames; fixed sizes only")
+    draft: str | None = option(None, "a regression model's weights (a ConvLSTM from scripts/convlstm_peer.py "
+                                     "--export, e.g. data/convlstm_predict.pt): the flow of the prediction clips' "
+                                     "future starts at its prediction plus noise instead of noise alone, so the DiT "
+                                     "learns the sharp rest of a blurry mean (convlstm.py); needs --p-predict and "
+                                     "rectified flow", metavar="WEIGHTS")
     p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
@@ -169,6 +175,9 @@ class TrainConfig:
             raise ValueError(f"warmup and sample_every must be >= 0, got {self.warmup} and {self.sample_every}")
         if self.patch is not None and min(self.patch) < 1:
             raise ValueError(f"patch sizes must be >= 1, got {self.patch}")
+        if self.draft and not (self.p_predict and self.objective == "flow"):
+            raise ValueError(f"draft starts the flow of prediction clips: it needs p_predict > 0 and the flow "
+                             f"objective, got p_predict={self.p_predict} and objective={self.objective!r}")
         if self.p_predict and self.sizes != "fixed":
             raise ValueError(f"p_predict trains the fixed-size prediction task; got p_predict={self.p_predict} with "
                              f"sizes={self.sizes}")
@@ -286,6 +295,7 @@ class Trainee:
     projector: Projector | None = None
     aligner: FrameEncoder | None = None
     hidden: dict = field(default_factory=dict)  # REPA: the aligned block's output tokens of the last forward pass
+    draft: ConvLSTM | None = None  # --draft: the frozen regression model whose future starts the flow
 
     def state(self, cfg: TrainConfig, step: int, generator: torch.Generator) -> dict:
         """The checkpoint: everything ``restore`` needs to continue exactly."""
@@ -325,7 +335,8 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
     projector = Projector(model.config.dim, aligner.dim).to(device) if cfg.repa else None
     params = [*model.parameters(), *(projector.parameters() if projector else ())]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t = Trainee(model, EMA(model, cfg.ema_decay), opt, warmup_cosine(opt, cfg.steps, cfg.warmup), projector, aligner)
+    t = Trainee(model, EMA(model, cfg.ema_decay), opt, warmup_cosine(opt, cfg.steps, cfg.warmup), projector, aligner,
+                draft=load_convlstm(cfg.draft, device) if cfg.draft else None)
     if projector:  # keep the aligned block's output tokens of each forward pass
         model.blocks[aligned_block(model.config.depth)].register_forward_hook(
             lambda module, inputs, output: t.hidden.update(tokens=output))
@@ -401,10 +412,12 @@ def clip_stream(cfg: TrainConfig, data: TrainingClips, config: DiTConfig, steps:
 
 
 def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]], model: DiT, obj,
-               codec: VideoCodec, generator: torch.Generator, rank: int = 0, world: int = 1) -> Batch:
+               codec: VideoCodec, generator: torch.Generator, rank: int = 0, world: int = 1,
+               draft: ConvLSTM | None = None) -> Batch:
     """Step ``step``'s batch for this process from its ``step_clips``. The randomness is drawn for the whole
     global batch, identically on every process, and each process keeps its own rows of it, so N processes train
-    exactly like one."""
+    exactly like one. With a ``draft`` model, the prediction clips' future starts at its latents plus noise
+    (``noise`` = z_draft + eps there: x_1 of the flow, whose path is then x_t = (1 - t) x_0 + t (z_draft + eps))."""
     videos, captions = clips
     image, n, rows = step_rows(step, cfg, model.config, rank, world)
     pt = model.config.patch[0]
@@ -425,8 +438,11 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     known = None if known is None else known[rows]
     ids = model.tokenizer.batch(captions)
     ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)
-    return Batch(videos.to(device), z, ids.to(device), t.to(device), noise.to(device),
-                 None if known is None else known.to(device))
+    noise = noise.to(device)
+    if draft is not None and not image:  # the flow of the future starts at the draft: noise = z_draft + eps
+        start = task[rows, None].to(device) & ~known.to(device)  # (b, T') the prediction clips' future
+        noise = noise + codec.encode(draft_clips(draft, videos.to(device))) * start[:, None, :, None, None]
+    return Batch(videos.to(device), z, ids.to(device), t.to(device), noise, None if known is None else known.to(device))
 
 
 @dataclass
@@ -577,7 +593,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         if stream is None:
             b = draw_packed_batch(step, cfg, data, t.model, obj, codec, generator)
         else:
-            b = draw_batch(step, cfg, next(stream), t.model, obj, codec, generator, rank, world)
+            b = draw_batch(step, cfg, next(stream), t.model, obj, codec, generator, rank, world, t.draft)
         loss, align, grad_norm = optimise(t, net, obj, cfg, b, step, autocast)
         log.add(step, loss, align, clip_equivalents(b, t.model.config), grad_norm)
         done = step + 1

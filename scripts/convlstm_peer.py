@@ -20,17 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
-from torch import nn
 from tqdm.auto import tqdm
 
-from minisora.checkpoint import atomic_write, save_checkpoint
-from minisora.data import MovingMNIST, load_digits, standard_test_set
-from minisora.evaluate import CONTEXT, future_digits, prediction_metrics
+from minisora.checkpoint import atomic_write, code_version, device_name, save_checkpoint, write_manifest
+from minisora.convlstm import ConvLSTM, ConvLSTMConfig, predict, prediction_teacher
+from minisora.data import CONTEXT, MovingMNIST, load_digits, standard_test_set
+from minisora.evaluate import future_digits, prediction_metrics
 from minisora.evaluator import load_evaluator
 from minisora.peers import flop_counter
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
@@ -39,61 +41,7 @@ from minisora.viz import frame_strip
 OPENSTL = dict(hidden=(128, 128, 128, 128), kernel=5, patch=4, clips=10_000, epochs=200)  # its Moving MNIST config
 
 
-# ----------------------------------------------------------------------------- the model
-
-class ConvLSTMCell(nn.Module):
-    """One ConvLSTM layer: the LSTM's four gates from convolutions of the input and the last hidden state."""
-
-    def __init__(self, channels: int, hidden: int, kernel: int):
-        super().__init__()
-        self.conv_x = nn.Conv2d(channels, 4 * hidden, kernel, padding=kernel // 2)
-        self.conv_h = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        i, f, g, o = (self.conv_x(x) + self.conv_h(h)).chunk(4, dim=1)  # each (B, hidden, H, W)
-        c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)  # c_t = f * c_{t-1} + i * g, forget bias 1
-        h = torch.sigmoid(o) * torch.tanh(c)  # h_t = o * tanh(c_t)
-        return h, c
-
-
-class ConvLSTM(nn.Module):
-    """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame off the top
-    layer. ``forward`` predicts frames 1..T-1 of ``video``; at step t the input is the true frame t where
-    ``teacher`` (B, T-1) says so (given frames, scheduled sampling) and the model's own prediction elsewhere."""
-
-    def __init__(self, hidden: tuple[int, ...], kernel: int, patch: int):
-        super().__init__()
-        self.patch, channels = patch, patch * patch
-        self.cells = nn.ModuleList(ConvLSTMCell(channels if k == 0 else hidden[k - 1], width, kernel)
-                                   for k, width in enumerate(hidden))
-        self.head = nn.Conv2d(hidden[-1], channels, 1, bias=False)
-
-    def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        p = self.patch
-        frames = rearrange(video, "b t (h p) (w q) -> b t (p q) h w", p=p, q=p)  # (B, T, p^2, H/p, W/p)
-        b, steps, _, height, width = frames.shape
-        h = [frames.new_zeros(b, cell.conv_h.in_channels, height, width) for cell in self.cells]
-        c = [torch.zeros_like(state) for state in h]
-        x, outs = frames[:, 0], []
-        for t in range(steps - 1):
-            for k, cell in enumerate(self.cells):
-                h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
-            outs.append(self.head(h[-1]))  # the prediction of frame t + 1
-            x = torch.where(teacher[:, t, None, None, None], frames[:, t + 1], outs[-1])
-        return rearrange(torch.stack(outs, 1), "b t (p q) h w -> b t (h p) (w q)", p=p, q=p)  # (B, T-1, H, W)
-
-
-def prediction_teacher(batch: int, frames: int) -> torch.Tensor:
-    """Test time: the given frames go in, the future is the model's own."""
-    return (torch.arange(frames - 1) < CONTEXT - 1).expand(batch, -1)  # (B, T-1)
-
-
-@torch.no_grad()
-def predict(model: ConvLSTM, video: torch.Tensor) -> torch.Tensor:
-    """10 -> 10: the future (B, 10, H, W) of clips (B, 20, H, W) from their first 10 frames, clamped to [0, 1]."""
-    pred = model(video, prediction_teacher(len(video), video.shape[1]))  # (B, 19, H, W): frames 1..19
-    return pred[:, CONTEXT - 1:].clamp(0, 1)
-
+# ----------------------------------------------------------------------------- training and scoring
 
 def sampled_teacher(batch: int, frames: int, eta: float, generator: torch.Generator) -> torch.Tensor:
     """Scheduled sampling (Bengio et al. 2015, as OpenSTL trains ConvLSTM): each future input is the true frame with
@@ -109,8 +57,6 @@ def step_flops(model: ConvLSTM, batch: int, frames: int = 20, size: int = 64) ->
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
-
-# ----------------------------------------------------------------------------- training and scoring
 
 @torch.no_grad()
 def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
@@ -165,16 +111,22 @@ def main() -> None:
                                     "and mean of 4) to this PNG, after training")
     p.add_argument("--figure-clips", type=int, default=2, help="test clips in the figure")
     p.add_argument("--dit", default="data/dit_predict.pt", help="the DiT in the figure")
+    p.add_argument("--export", help="after training, write the weights to this file (e.g. data/convlstm_predict.pt, "
+                                    "the draft of `train --draft`) with a manifest beside it (.json)")
     args = p.parse_args()
-    if 64 % args.patch or args.budget_tflop <= 0 or min(args.hidden) < 1:
-        p.error(f"expected a --patch that divides 64, a positive --budget-tflop and --hidden channels >= 1; got "
-                f"--patch {args.patch}, --budget-tflop {args.budget_tflop}, --hidden {args.hidden}")
+    if 64 % args.patch or args.budget_tflop <= 0:
+        p.error(f"expected a --patch that divides 64 and a positive --budget-tflop; got --patch {args.patch}, "
+                f"--budget-tflop {args.budget_tflop}")
+    try:
+        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch)
+    except ValueError as e:
+        p.error(str(e))
 
     torch.manual_seed(args.seed)
-    model = ConvLSTM(tuple(args.hidden), args.kernel, args.patch)
+    model = ConvLSTM(config)
     flops = step_flops(model, args.batch)
     steps = math.ceil(args.budget_tflop * 1e12 / flops)
-    openstl = ConvLSTM(OPENSTL["hidden"], OPENSTL["kernel"], OPENSTL["patch"])
+    openstl = ConvLSTM(ConvLSTMConfig(OPENSTL["hidden"], OPENSTL["kernel"], OPENSTL["patch"]))
     openstl_clip = step_flops(openstl, 1)
     print(f"{flops / 1e9:.2f} GFLOP a step of {args.batch} clips (counted) -> {steps} steps for {args.budget_tflop} "
           f"TFLOP; OpenSTL's ConvLSTM: {openstl_clip / 1e9:.1f} GFLOP a clip, "
@@ -183,7 +135,7 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(  # 100 steps of warm-up, then cosine decay
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     out = Path(args.out).expanduser()
-    ckpt, start, evals = out / "ckpt.pt", 0, {}
+    ckpt, start, evals, wall = out / "ckpt.pt", 0, {}, 0.0
     generator = torch.Generator().manual_seed(args.seed)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
@@ -191,11 +143,11 @@ def main() -> None:
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         generator.set_state(state["generator"])
-        start, evals = state["step"], json.loads(state["evals"])
+        start, evals, wall = state["step"], json.loads(state["evals"]), state.get("wall_time_s", 0.0)
     data = MovingMNIST("train", 2**31 - 1, seed=args.seed, digits=load_digits("train", "mnist5k"), num_digits=2)
     evaluator = load_evaluator()
     marks = {math.ceil(share * steps) for share in args.evals} | {steps}
-    losses = []
+    losses, began = [], time.perf_counter() - wall
     for step in tqdm(range(start, steps), initial=start, total=steps, desc="ConvLSTM", unit="step"):
         video = torch.stack([data[i]["video"][0] for i in range(step * args.batch, (step + 1) * args.batch)])
         eta = max(0.0, 1 - step / (args.sampling_until * steps))
@@ -213,14 +165,20 @@ def main() -> None:
             print(json.dumps(evals[str(done)]))
         if done % 100 == 0 or done in marks:
             save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                             "generator": generator.get_state(), "step": done, "evals": json.dumps(evals)}, ckpt)
+                             "generator": generator.get_state(), "step": done, "evals": json.dumps(evals),
+                             "wall_time_s": time.perf_counter() - began}, ckpt)
     result = {"args": vars(args), "gflop_per_step": round(flops / 1e9, 3), "steps": steps,
               "parameters": sum(w.numel() for w in model.parameters()),
               "openstl_convlstm": {**OPENSTL, "gflop_per_clip": round(openstl_clip / 1e9, 2),
                                    "pflop_run": round(openstl_clip * OPENSTL["clips"] * OPENSTL["epochs"] / 1e15, 1)},
-              "evals": evals}
+              "evals": evals, "wall_time_s": torch.load(ckpt, weights_only=True).get("wall_time_s")}  # None: a run from before it was kept
     atomic_write(out / "result.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     print(json.dumps(evals[str(steps)]))
+    if args.export:
+        save_checkpoint({"config": asdict(config), "model": model.state_dict()}, args.export)
+        write_manifest({"command": "python " + " ".join(sys.argv), "code_version": code_version(),
+                        "device": device_name("cpu"), **result}, Path(args.export).with_suffix(".json"))
+        print(f"wrote {args.export}")
     if args.figure:
         print(f"wrote {figure(model, args.dit, args.figure_clips, Path(args.figure))}")
 

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minisora.data import standard_test_set
-from minisora.evaluate import CONTEXT
+from minisora.data import CONTEXT
 from minisora.metrics import mse_per_frame
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 

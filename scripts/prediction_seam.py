@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from minisora.data import standard_test_set
-from minisora.evaluate import CONTEXT
+from minisora.data import CONTEXT
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 from minisora.viz import frame_strip
 

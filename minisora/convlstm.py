@@ -1,0 +1,105 @@
+"""ConvLSTM (Shi et al. 2015, arXiv 1506.04214): a regression model of 10 -> 10 prediction, and the DiT's draft.
+
+OpenSTL builds it for Moving MNIST so (and so does this file): p x p pixel patches folded into channels, stacked
+cells without peepholes, a forget-gate bias of 1, a 1x1 convolution that reads the next frame off the top layer.
+Trained by MSE (``scripts/convlstm_peer.py``), it predicts the *mean* future, a blur; a DiT trained with ``--draft``
+starts its flow from this blur plus noise instead of from noise alone, and draws the sharp rest (``train.py``).
+
+    i, f, g, o = W_x * x_t + W_h * h_{t-1}          (convolutions; four gates)
+    c_t = sigmoid(f + 1) c_{t-1} + sigmoid(i) tanh(g)
+    h_t = sigmoid(o) tanh(c_t)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .checkpoint import load_model
+from .data import CONTEXT
+
+
+@dataclass
+class ConvLSTMConfig:
+    hidden: tuple[int, ...] = (16, 16, 16)  # channels of each layer (OpenSTL: four of 128)
+    kernel: int = 5  # convolution kernel size
+    patch: int = 4  # p x p pixels folded into channels
+
+    def __post_init__(self):
+        self.hidden = tuple(self.hidden)
+        if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1:
+            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel and a patch >= 1; got "
+                             f"hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}")
+
+
+class ConvLSTMCell(nn.Module):
+    """One ConvLSTM layer: the LSTM's four gates from convolutions of the input and the last hidden state."""
+
+    def __init__(self, channels: int, hidden: int, kernel: int):
+        super().__init__()
+        self.conv_x = nn.Conv2d(channels, 4 * hidden, kernel, padding=kernel // 2)
+        self.conv_h = nn.Conv2d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, f, g, o = (self.conv_x(x) + self.conv_h(h)).chunk(4, dim=1)  # each (B, hidden, H, W)
+        c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)  # c_t = f * c_{t-1} + i * g, forget bias 1
+        h = torch.sigmoid(o) * torch.tanh(c)  # h_t = o * tanh(c_t)
+        return h, c
+
+
+class ConvLSTM(nn.Module):
+    """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame off the top
+    layer. ``forward`` predicts frames 1..T-1 of ``video``; at step t the input is the true frame t where
+    ``teacher`` (B, T-1) says so (given frames, scheduled sampling) and the model's own prediction elsewhere."""
+
+    def __init__(self, config: ConvLSTMConfig = ConvLSTMConfig()):
+        super().__init__()
+        self.config = config
+        channels = config.patch ** 2
+        self.cells = nn.ModuleList(ConvLSTMCell(channels if k == 0 else config.hidden[k - 1], width, config.kernel)
+                                   for k, width in enumerate(config.hidden))
+        self.head = nn.Conv2d(config.hidden[-1], channels, 1, bias=False)
+
+    def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        p = self.config.patch
+        if video.ndim != 4 or video.shape[-1] % p or video.shape[-2] % p:
+            raise ValueError(f"expected clips (B, T, H, W) with H and W multiples of the patch {p}, got "
+                             f"{tuple(video.shape)}")
+        frames = rearrange(video, "b t (h p) (w q) -> b t (p q) h w", p=p, q=p)  # (B, T, p^2, H/p, W/p)
+        b, steps, _, height, width = frames.shape
+        h = [frames.new_zeros(b, cell.conv_h.in_channels, height, width) for cell in self.cells]
+        c = [torch.zeros_like(state) for state in h]
+        x, outs = frames[:, 0], []
+        for t in range(steps - 1):
+            for k, cell in enumerate(self.cells):
+                h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
+            outs.append(self.head(h[-1]))  # the prediction of frame t + 1
+            x = torch.where(teacher[:, t, None, None, None], frames[:, t + 1], outs[-1])
+        return rearrange(torch.stack(outs, 1), "b t (p q) h w -> b t (h p) (w q)", p=p, q=p)  # (B, T-1, H, W)
+
+
+def prediction_teacher(batch: int, frames: int) -> torch.Tensor:
+    """Test time: the given frames go in, the future is the model's own."""
+    return (torch.arange(frames - 1) < CONTEXT - 1).expand(batch, -1)  # (B, T-1)
+
+
+@torch.no_grad()
+def predict(model: ConvLSTM, video: torch.Tensor) -> torch.Tensor:
+    """10 -> 10: the future (B, T - 10, H, W) of clips (B, T, H, W) from their first 10 frames, clamped to [0, 1]."""
+    pred = model(video, prediction_teacher(len(video), video.shape[1]))  # (B, T-1, H, W): frames 1..T-1
+    return pred[:, CONTEXT - 1:].clamp(0, 1)
+
+
+@torch.no_grad()
+def draft_clips(model: ConvLSTM, videos: torch.Tensor) -> torch.Tensor:
+    """Clips (B, 1, T, H, W) -> the same clips with frames 10.. replaced by the ConvLSTM's prediction of them."""
+    return torch.cat([videos[:, :, :CONTEXT], predict(model, videos[:, 0])[:, None]], 2)  # (B, 1, T, H, W)
+
+
+def load_convlstm(path: str | Path, device: str | torch.device = "cpu") -> ConvLSTM:
+    """A ConvLSTM from exported weights (``scripts/convlstm_peer.py --export``), or a one-line error."""
+    return load_model(path, ConvLSTM, ConvLSTMConfig, device)[0]

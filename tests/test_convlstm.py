@@ -1,0 +1,132 @@
+"""The ConvLSTM regression model and the draft it gives the DiT (--draft): causality, shapes, loading, errors,
+and that the draft moves the start of the flow of the prediction clips' future and nothing else."""
+
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+from minisora.checkpoint import save_checkpoint
+from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
+from minisora.data import CONTEXT
+from minisora.dit import DiT, get_preset
+from minisora.sample import VideoCodec, generate
+from minisora.train import TrainConfig, TrainingClips, build, draw_batch, step_clips
+from minisora.sample import objective_of
+
+SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
+
+
+def clips(n=2, frames=20, seed=0):
+    return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def test_each_prediction_sees_only_the_frames_before_it():
+    torch.manual_seed(0)
+    model, video = ConvLSTM(SMALL), clips()
+    teacher = torch.ones(2, 19, dtype=torch.bool)  # every input the true frame
+    out = model(video, teacher)
+    assert out.shape == (2, 19, 16, 16)
+    changed = video.clone()
+    changed[:, 12] += 1.0  # frame 12 is the input that predicts frames 13..
+    after = model(changed, teacher)
+    torch.testing.assert_close(after[:, :12], out[:, :12], rtol=0, atol=0)  # frames 1..12
+    assert not torch.allclose(after[:, 12:], out[:, 12:])
+
+
+def test_prediction_reads_the_given_frames_only_and_stays_in_range():
+    torch.manual_seed(0)
+    model, video = ConvLSTM(SMALL), clips()
+    future = predict(model, video)
+    assert future.shape == (2, 20 - CONTEXT, 16, 16) and 0 <= future.min() and future.max() <= 1
+    changed = video.clone()
+    changed[:, CONTEXT:] = 0.0  # the true future is not an input at test time
+    torch.testing.assert_close(predict(model, changed), future, rtol=0, atol=0)
+    assert not torch.allclose(predict(model, video.flip(1)), future)
+    assert prediction_teacher(3, 20).sum(1).tolist() == [CONTEXT - 1] * 3
+
+
+def test_draft_clips_keep_the_given_frames_and_draw_the_rest():
+    torch.manual_seed(0)
+    model, video = ConvLSTM(SMALL), clips()[:, None]
+    drafted = draft_clips(model, video)
+    assert drafted.shape == video.shape
+    assert torch.equal(drafted[:, :, :CONTEXT], video[:, :, :CONTEXT])
+    torch.testing.assert_close(drafted[:, 0, CONTEXT:], predict(model, video[:, 0]), rtol=0, atol=0)
+
+
+def test_bad_settings_and_shapes_are_refused():
+    with pytest.raises(ValueError, match="odd kernel"):
+        ConvLSTMConfig(kernel=4)
+    with pytest.raises(ValueError, match="hidden channels"):
+        ConvLSTMConfig(hidden=())
+    with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
+        ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
+
+
+def test_exported_weights_load_and_other_files_are_refused(tmp_path):
+    torch.manual_seed(0)
+    model = ConvLSTM(SMALL)
+    save_checkpoint({"config": asdict(SMALL), "model": model.state_dict()}, tmp_path / "c.pt")
+    loaded = load_convlstm(tmp_path / "c.pt")
+    assert loaded.config == SMALL and not loaded.training
+    torch.testing.assert_close(predict(loaded, clips()), predict(model, clips()), rtol=0, atol=0)
+    dit = DiT(get_preset("micro"))
+    save_checkpoint({"config": asdict(dit.config), "model": dit.state_dict()}, tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="not a ConvLSTM checkpoint"):
+        load_convlstm(tmp_path / "d.pt")
+    with pytest.raises(FileNotFoundError):
+        load_convlstm(tmp_path / "none.pt")
+
+
+@pytest.fixture
+def draft_file(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "draft.pt"
+    save_checkpoint({"config": asdict(ConvLSTMConfig(hidden=(4,), kernel=3)), "model":
+                     ConvLSTM(ConvLSTMConfig(hidden=(4,), kernel=3)).state_dict()}, path)
+    return str(path)
+
+
+def test_draft_needs_the_prediction_task_and_the_flow():
+    with pytest.raises(ValueError, match="needs p_predict > 0"):
+        TrainConfig(preset="micro", draft="data/convlstm_predict.pt")
+    with pytest.raises(ValueError, match="objective='ddpm'"):
+        TrainConfig(preset="micro", draft="data/convlstm_predict.pt", p_predict=1.0, objective="ddpm")
+
+
+def test_draft_moves_the_start_of_the_prediction_clips_future_only(draft_file):
+    """noise = eps + z_draft on the future frames of prediction clips; the given frames, the other clips, the times
+    and eps itself are the draws of a run without a draft."""
+    cfg = TrainConfig(preset="micro", batch_size=32, p_uncond=0.0, p_image=0.0, p_predict=0.5, draft=draft_file)
+    t = build(cfg, torch.device("cpu"))
+    obj, codec = objective_of(cfg.__dict__), VideoCodec(cfg.vae)
+    data = TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=10**4)
+    batch = step_clips(0, cfg, data, t.model.config)
+    plain = draw_batch(0, cfg, batch, t.model, obj, codec, torch.Generator().manual_seed(0))
+    drafted = draw_batch(0, cfg, batch, t.model, obj, codec, torch.Generator().manual_seed(0), draft=t.draft)
+    assert torch.equal(plain.t, drafted.t) and torch.equal(plain.known, drafted.known)
+    task = (plain.ids == t.model.null_ids(1)[0]).all(1)  # p_uncond 0: only prediction clips drop their caption
+    moved = (drafted.noise != plain.noise).flatten(3).any(-1).any(1)  # (B, T') latent frames whose start moved
+    assert 4 < int(task.sum()) < 28
+    assert torch.equal(moved, task[:, None] & ~plain.known)
+    z_draft = codec.encode(draft_clips(t.draft, batch[0]))
+    future = task[:, None, None, None, None] & ~plain.known[:, None, :, None, None]
+    torch.testing.assert_close(drafted.noise - plain.noise, z_draft * future)
+
+
+def test_sampling_starts_the_future_at_the_draft():
+    """A fresh DiT predicts velocity 0 (its last layer starts at zero), so a sample is where its flow starts:
+    eps for no draft, eps + z_draft with one (pixels here: z = 2 x - 1, so a grey draft is z = 0)."""
+    torch.manual_seed(0)
+    model = DiT(get_preset("micro", vae="none", frames=4, size=16))
+    codec, context = VideoCodec("none"), torch.rand(2, 1, 4, 16, 16)
+    known = torch.arange(4) < 2
+    sample = lambda draft: generate(model, codec, [None, None], "flow", guidance=1.0, steps=2, seed=3,
+                                    context=context, known=known, draft=draft)
+    plain, grey, white = sample(None), sample(torch.full_like(context, 0.5)), sample(torch.ones_like(context))
+    torch.testing.assert_close(grey, plain, rtol=0, atol=0)
+    assert torch.equal(white[:, :, :2], plain[:, :, :2])  # the given frames
+    assert (white[:, :, 2:] >= plain[:, :, 2:]).all() and white[:, :, 2:].mean() > plain[:, :, 2:].mean() + 0.2
+    with pytest.raises(ValueError, match="need context and known frames"):
+        generate(model, codec, [None, None], "flow", steps=2, draft=context)
