@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .captions import expand_prompt
 from .config import check_device, check_finite, check_positive, option
+from .convlstm import ConvLSTM, draft_clips, load_convlstm
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 
@@ -43,9 +44,10 @@ def image_to_video(model, codec, images: torch.Tensor, prompts: list[str | None]
 
 
 def extend(model, codec, clips: torch.Tensor, prompts: list[str | None], frames: int, direction: str = "forward",
-           **kw) -> torch.Tensor:
+           draft: ConvLSTM | None = None, **kw) -> torch.Tensor:
     """Clips (B, 1, k, H, W) -> (B, 1, frames, H, W) that begin with them (forward) or end with them (backward):
-    the same model and sampler, only the mask differs."""
+    the same model and sampler, only the mask differs. A model trained with ``--draft`` extends forward from its
+    ``draft`` model's prediction of the new frames plus noise, as it was trained to."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     k = clips.shape[2]
@@ -55,6 +57,8 @@ def extend(model, codec, clips: torch.Tensor, prompts: list[str | None], frames:
     forward = direction == "forward"
     context = torch.cat([clips, blank] if forward else [blank, clips], dim=2)  # (B, 1, frames, H, W)
     known = torch.arange(frames) < k if forward else torch.arange(frames) >= frames - k
+    if draft is not None and forward:  # and kw's draft_noise, the run's
+        kw["draft"] = draft_clips(draft, context.to(next(draft.parameters()).device), k)
     return generate(model, codec, prompts, context=context, known=known, **kw)
 
 
@@ -242,8 +246,10 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
         clips, prompts = matched(load_clips(cfg.input), prompts)
         clips, k = clips[:, None], cfg.given  # (N, 1, T, H, W)
         forward = cfg.extend == "forward"
+        draft = load_convlstm(train["draft"], cfg.device) if train.get("draft") else None  # the run's --draft
         window = extend(model, codec, clips[:, :, -k:] if forward else clips[:, :, :k], prompts,
-                        cfg.frames or 2 * k, cfg.extend, **kw).cpu()
+                        cfg.frames or 2 * k, cfg.extend, draft, **kw,
+                        **({"draft_noise": train.get("draft_noise", 1.0)} if draft else {})).cpu()
         return torch.cat([clips, window[:, :, k:]] if forward else [window[:, :, :-k], clips], dim=2), prompts
     if cfg.loop:
         clips = (load_clips(cfg.input) if cfg.input else

@@ -82,22 +82,26 @@ class ConvLSTM(nn.Module):
         return rearrange(torch.stack(outs, 1), "b t (p q) h w -> b t (h p) (w q)", p=p, q=p)  # (B, T-1, H, W)
 
 
-def prediction_teacher(batch: int, frames: int) -> torch.Tensor:
-    """Test time: the given frames go in, the future is the model's own."""
-    return (torch.arange(frames - 1) < CONTEXT - 1).expand(batch, -1)  # (B, T-1)
+def prediction_teacher(batch: int, frames: int, given: int = CONTEXT) -> torch.Tensor:
+    """Test time: the ``given`` frames go in, the future is the model's own."""
+    return (torch.arange(frames - 1) < given - 1).expand(batch, -1)  # (B, T-1)
 
 
 @torch.no_grad()
-def predict(model: ConvLSTM, video: torch.Tensor) -> torch.Tensor:
-    """10 -> 10: the future (B, T - 10, H, W) of clips (B, T, H, W) from their first 10 frames, clamped to [0, 1]."""
-    pred = model(video, prediction_teacher(len(video), video.shape[1]))  # (B, T-1, H, W): frames 1..T-1
-    return pred[:, CONTEXT - 1:].clamp(0, 1)
+def predict(model: ConvLSTM, video: torch.Tensor, given: int = CONTEXT) -> torch.Tensor:
+    """The future (B, T - given, H, W) of clips (B, T, H, W) from their first ``given`` frames (10 -> 10 by
+    default), clamped to [0, 1]."""
+    if not 1 <= given < video.shape[1]:
+        raise ValueError(f"expected 1 <= given frames < the clip's {video.shape[1]} frames, got {given}")
+    pred = model(video, prediction_teacher(len(video), video.shape[1], given))  # (B, T-1, H, W): frames 1..T-1
+    return pred[:, given - 1:].clamp(0, 1)
 
 
 @torch.no_grad()
-def draft_clips(model: ConvLSTM, videos: torch.Tensor) -> torch.Tensor:
-    """Clips (B, 1, T, H, W) -> the same clips with frames 10.. replaced by the ConvLSTM's prediction of them."""
-    return torch.cat([videos[:, :, :CONTEXT], predict(model, videos[:, 0])[:, None]], 2)  # (B, 1, T, H, W)
+def draft_clips(model: ConvLSTM, videos: torch.Tensor, given: int = CONTEXT) -> torch.Tensor:
+    """Clips (B, 1, T, H, W) -> the same clips with the frames after the first ``given`` replaced by the ConvLSTM's
+    prediction of them."""
+    return torch.cat([videos[:, :, :given], predict(model, videos[:, 0], given)[:, None]], 2)  # (B, 1, T, H, W)
 
 
 def load_convlstm(path: str | Path, device: str | torch.device = "cpu") -> ConvLSTM:

@@ -92,14 +92,14 @@ def future_digits(evaluator, predicted: torch.Tensor, true: torch.Tensor, labels
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
                      progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None,
-                     draft: ConvLSTM | None = None) -> dict:
+                     draft: ConvLSTM | None = None, draft_noise: float = 1.0) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
     any predictor should beat (copying the last given frame, a black frame) and, with ``samples`` K > 1, the mean
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
     error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames. With an
     ``evaluator``, ``future_digits`` reads the sample's future and the true one (:func:`future_digits`). A model
-    trained with ``--draft`` samples from its ``draft`` model's future plus noise."""
+    trained with ``--draft`` samples from its ``draft`` model's future plus noise (sigma ``draft_noise``)."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame, futures = {name: [] for name in names}, [], []
@@ -109,7 +109,8 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
         drafted = None if draft is None else draft_clips(draft, truth.to(next(draft.parameters()).device))
         outs = torch.stack([generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps,
                                      seed=seed + i + k * num_clips, context=truth, known=known,
-                                     frame_guidance=frame_guidance, draft=drafted)[:, 0, CONTEXT:].cpu()
+                                     frame_guidance=frame_guidance, draft=drafted,
+                                     draft_noise=draft_noise)[:, 0, CONTEXT:].cpu()
                             for k in range(samples)])  # (K, b, 10, H, W)
         future = truth[:, 0, CONTEXT:]  # (b, 10, H, W)
         preds = {"model": outs[0], "copy_last_frame": truth[:, 0, CONTEXT - 1:CONTEXT], "blank": torch.zeros_like(
@@ -232,7 +233,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         draft = load_convlstm(train["draft"], device) if train.get("draft") else None  # the run's --draft
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
-                                                evaluator, draft)
+                                                evaluator, draft, train.get("draft_noise", 1.0))
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

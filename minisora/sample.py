@@ -121,7 +121,7 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
              width: int | None = None, seed: int = 0, progress: bool = False, context: torch.Tensor | None = None,
              known: torch.Tensor | None = None, context_noise: float = 0.0, init: torch.Tensor | None = None,
              strength: float = 1.0, frame_guidance: float = 1.0, guidance_ramp: float = 0.0,
-             draft: torch.Tensor | None = None) -> torch.Tensor:
+             draft: torch.Tensor | None = None, draft_noise: float = 1.0) -> torch.Tensor:
     """Videos (B, 1, T, H, W) in [0, 1] for ``prompts``; sizes default to the training clip size.
 
     ``objective`` is an objective object (see :func:`objective_of`) or a name, "flow" or "ddpm". A prompt
@@ -134,7 +134,7 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     (B, 1, T, H, W), sampling starts from them noised to time ``strength`` instead of from pure noise (SDEdit,
     video-to-video). A model trained with ``--draft`` takes ``draft`` clips (B, 1, T, H, W), the context with its
     future drawn by that regression model (``convlstm.draft_clips``): the flow of the frames to generate starts at
-    their latents plus noise, x_1 = z_draft + eps, as in training.
+    their latents plus noise, x_1 = z_draft + sigma eps (sigma: ``draft_noise``), as in training.
     """
     c = model.config
     if draft is not None and (context is None or init is not None):
@@ -182,7 +182,8 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
         start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
     if draft is not None:  # x_1 = z_draft + eps on the frames to generate (the given ones are put back anyway)
         eps = torch.randn((len(prompts), *shape), device=device, generator=generator)  # the noise sample() would draw
-        start = dict(noise=eps + codec.encode(draft.to(device)) * ~net.known[:, None, :, None, None])
+        start = dict(noise=torch.where(net.known[:, None, :, None, None], eps,
+                                       codec.encode(draft.to(device)) + draft_noise * eps))
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress,
                    **start)

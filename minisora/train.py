@@ -107,6 +107,8 @@ class TrainConfig:
                                      "future starts at its prediction plus noise instead of noise alone, so the DiT "
                                      "learns the sharp rest of a blurry mean (convlstm.py); needs --p-predict and "
                                      "rectified flow", metavar="WEIGHTS")
+    draft_noise: float = option(1.0, "--draft: the noise sigma around the draft, x_1 = z_draft + sigma eps; lower "
+                                     "keeps the samples nearer the draft", metavar="SIGMA")
     p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
@@ -178,6 +180,7 @@ class TrainConfig:
         if self.draft and not (self.p_predict and self.objective == "flow"):
             raise ValueError(f"draft starts the flow of prediction clips: it needs p_predict > 0 and the flow "
                              f"objective, got p_predict={self.p_predict} and objective={self.objective!r}")
+        check_finite(self, "draft_noise", above=0.0)
         if self.p_predict and self.sizes != "fixed":
             raise ValueError(f"p_predict trains the fixed-size prediction task; got p_predict={self.p_predict} with "
                              f"sizes={self.sizes}")
@@ -417,7 +420,7 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     """Step ``step``'s batch for this process from its ``step_clips``. The randomness is drawn for the whole
     global batch, identically on every process, and each process keeps its own rows of it, so N processes train
     exactly like one. With a ``draft`` model, the prediction clips' future starts at its latents plus noise
-    (``noise`` = z_draft + eps there: x_1 of the flow, whose path is then x_t = (1 - t) x_0 + t (z_draft + eps))."""
+    (``noise`` = z_draft + sigma eps there: x_1 of the flow, whose path is then x_t = (1 - t) x_0 + t x_1)."""
     videos, captions = clips
     image, n, rows = step_rows(step, cfg, model.config, rank, world)
     pt = model.config.patch[0]
@@ -439,9 +442,10 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     ids = model.tokenizer.batch(captions)
     ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)
     noise = noise.to(device)
-    if draft is not None and not image:  # the flow of the future starts at the draft: noise = z_draft + eps
-        start = task[rows, None].to(device) & ~known.to(device)  # (b, T') the prediction clips' future
-        noise = noise + codec.encode(draft_clips(draft, videos.to(device))) * start[:, None, :, None, None]
+    if draft is not None and not image:  # the flow of the future starts at the draft: noise = z_draft + sigma eps
+        start = (task[rows, None].to(device) & ~known.to(device))[:, None, :, None, None]  # (b, 1, T', 1, 1)
+        drafted = codec.encode(draft_clips(draft, videos.to(device))) + cfg.draft_noise * noise
+        noise = torch.where(start, drafted, noise)
     return Batch(videos.to(device), z, ids.to(device), t.to(device), noise, None if known is None else known.to(device))
 
 

@@ -130,3 +130,29 @@ def test_sampling_starts_the_future_at_the_draft():
     assert (white[:, :, 2:] >= plain[:, :, 2:]).all() and white[:, :, 2:].mean() > plain[:, :, 2:].mean() + 0.2
     with pytest.raises(ValueError, match="need context and known frames"):
         generate(model, codec, [None, None], "flow", steps=2, draft=context)
+
+
+def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft_file):
+    """train --draft end to end: the run keeps its draft, and `sample --extend forward` starts from it."""
+    from minisora.capabilities import SampleConfig, extend, load_clips, sample_from_checkpoint, save_clips
+    from minisora.sample import load_dit
+    from minisora.train import train
+
+    cfg = TrainConfig(preset="micro", steps=2, batch_size=2, p_image=0.0, p_predict=1.0, draft=draft_file,
+                      sample_every=0, out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    model, settings = load_dit(tmp_path / "run" / "ckpt.pt")
+    assert settings["draft"] == draft_file
+    clip = torch.rand(1, 10, 64, 64, generator=torch.Generator().manual_seed(0))
+    save_clips(clip, tmp_path / "given.npy")
+    videos, _ = sample_from_checkpoint(SampleConfig(prompt=["3"], ckpt=str(tmp_path / "run" / "ckpt.pt"), steps=2,
+                                                    extend="forward", input=str(tmp_path / "given.npy")),
+                                       progress=False)
+    assert videos.shape == (1, 1, 20, 64, 64)
+    clip = load_clips(tmp_path / "given.npy")  # as the command read it
+    kw = dict(objective=objective_of(settings), steps=2, seed=0)
+    with_draft = extend(model, VideoCodec(model.config.vae), clip[:, None], ["3"], 20, "forward",
+                        load_convlstm(draft_file), **kw)
+    without = extend(model, VideoCodec(model.config.vae), clip[:, None], ["3"], 20, "forward", **kw)
+    torch.testing.assert_close(videos[:, :, 10:], with_draft[:, :, 10:])
+    assert not torch.allclose(with_draft[:, :, 10:], without[:, :, 10:])
