@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minisora.checkpoint import atomic_write, code_version, device_name, save_checkpoint, write_manifest
-from minisora.convlstm import ConvLSTM, ConvLSTMConfig, predict, prediction_teacher
+from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
 from minisora.data import CONTEXT, MovingMNIST, load_digits, standard_test_set
 from minisora.evaluate import future_digits, prediction_metrics
 from minisora.evaluator import load_evaluator
@@ -72,17 +72,21 @@ def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
 
 def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int = 4, seed: int = 5) -> Path:
     """The future of the first ``clips`` standard test clips: the truth, the ConvLSTM's, one sample of the DiT and
-    the mean of ``samples`` of them (the eval's sampler: no caption, 25 steps, noise seed ``seed``)."""
+    the mean of ``samples`` of them (the eval's sampler: no caption, 25 steps, noise seed ``seed``; from its draft
+    if it was trained with one)."""
     data = standard_test_set()
     truth = torch.stack([data[i]["video"] for i in range(clips)])  # (N, 1, 20, H, W)
     known = torch.arange(truth.shape[2]) < CONTEXT
     regression = predict(model, truth[:, 0])  # (N, 10, H, W)
     dit, train = load_dit(dit_path)
+    drafted = dict(draft=draft_clips(load_convlstm(train["draft"]), truth), draft_noise=train.get("draft_noise", 1.0)) \
+        if train.get("draft") else {}  # a DiT trained with --draft starts from its draft
     drawn = torch.stack([generate(dit, VideoCodec(dit.config.vae), [None] * clips, objective_of(train), guidance=1.0,
-                                  steps=25, seed=seed + k, context=truth, known=known)[:, 0, CONTEXT:].cpu()
+                                  steps=25, seed=seed + k, context=truth, known=known, **drafted)[:, 0, CONTEXT:].cpu()
                          for k in range(samples)])  # (K, N, 10, H, W)
-    rows = {"real": truth[:, 0, CONTEXT:], "ConvLSTM": regression, "DiT sample": drawn[0],
-            f"DiT mean of {samples}": drawn.mean(0)}
+    name = "DiT + draft" if drafted else "DiT"
+    rows = {"real": truth[:, 0, CONTEXT:], "ConvLSTM": regression, f"{name} sample": drawn[0],
+            f"{name} mean of {samples}": drawn.mean(0)}
     fig = frame_strip([rows[name][i] for i in range(clips) for name in rows],
                       [name for _ in range(clips) for name in rows], size=0.8)
     for ax, t in zip(fig.axes, range(CONTEXT, 2 * CONTEXT)):
