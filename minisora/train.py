@@ -610,7 +610,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             write_samples(t.ema.model, codec, cfg, out / f"samples_{done:06d}.gif")
     summary = {"run": str(out), "steps_done": last_step, "steps_planned": cfg.steps, "wall_time_s": run.stop()}
     if rank == 0:
-        summary.update(run_summary(cfg, t.model, log_path, run))
+        summary.update(run_summary(cfg, t.model, log_path, run, t.draft))
         plot_loss(log_path, out / "loss.png")
         if export is not None:  # when the run completes, or stops at --stop-at
             export_weights(ckpt_path, export, summary, device)
@@ -625,8 +625,9 @@ def write_samples(model: DiT, codec: VideoCodec, cfg: TrainConfig, path: Path, p
     return save_gif(list(videos[:, 0].cpu()), path, ncols=len(prompts))
 
 
-def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) -> dict:
-    """What the manifest records: settings, size, cost and speed, and the last logged loss."""
+def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord, draft: ConvLSTM | None = None) -> dict:
+    """What the manifest records: settings, size, cost and speed, and the last logged loss; with a ``draft``, what
+    drafting a clip costs on top (the ConvLSTM's prediction and encoding the drafted clip, counted)."""
     log = [json.loads(line) for line in log_path.read_text().splitlines()]
     clips_s, steps_s = (statistics.median_low([r[key] for r in log[len(log) // 2:]] or [0.0])  # past warm-up
                         for key in ("clips_per_s", "steps_per_s"))
@@ -641,7 +642,16 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord) ->
             "train_gflop_per_clip": round(flops / 1e9, 3), "clips_per_s": clips_s,
             "steps_per_s": steps_s, "train_tflop_per_s": round(flops * clips_s / 1e12, 4),
             "train_time_s": round(train_time, 1), "final_loss": log[-1]["loss"] if log else None,
-            **({"init": init_record(cfg.init)} if cfg.init else {})}
+            **({"init": init_record(cfg.init)} if cfg.init else {}),
+            **({"draft_gflop_per_clip": round(draft_flops(draft, model.config) / 1e9, 3)} if draft else {})}
+
+
+def draft_flops(draft: ConvLSTM, config: DiTConfig) -> float:
+    """FLOPs of drafting one training clip: the ConvLSTM's future and the VAE's encoding of the drafted clip."""
+    from .peers import flop_counter
+    with flop_counter() as counter:
+        VideoCodec(config.vae).encode(draft_clips(draft, torch.rand(1, 1, config.frames, config.size, config.size)))
+    return counter.get_total_flops()
 
 
 def plot_loss(log_path: Path, path: Path) -> Path:

@@ -140,7 +140,8 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
 
     cfg = TrainConfig(preset="micro", steps=2, batch_size=2, p_image=0.0, p_predict=1.0, draft=draft_file,
                       sample_every=0, out=str(tmp_path / "run"))
-    train(cfg, progress=False)
+    summary = train(cfg, progress=False)
+    assert summary["draft_gflop_per_clip"] > 0.5  # encoding the drafted clip alone is about 0.68 GFLOP (counted)
     model, settings = load_dit(tmp_path / "run" / "ckpt.pt")
     assert settings["draft"] == draft_file
     clip = torch.rand(1, 10, 64, 64, generator=torch.Generator().manual_seed(0))
