@@ -181,6 +181,9 @@ class TrainConfig:
             raise ValueError(f"draft starts the flow of prediction clips: it needs p_predict > 0 and the flow "
                              f"objective, got p_predict={self.p_predict} and objective={self.objective!r}")
         check_finite(self, "draft_noise", above=0.0)
+        if self.draft_noise != 1.0 and not self.draft:
+            raise ValueError(f"draft_noise is the noise around a draft: it needs draft, got draft_noise="
+                             f"{self.draft_noise} without one")
         if self.p_predict and self.sizes != "fixed":
             raise ValueError(f"p_predict trains the fixed-size prediction task; got p_predict={self.p_predict} with "
                              f"sizes={self.sizes}")

@@ -91,6 +91,8 @@ def draft_file(tmp_path):
 def test_draft_needs_the_prediction_task_and_the_flow():
     with pytest.raises(ValueError, match="needs p_predict > 0"):
         TrainConfig(preset="micro", draft="data/convlstm_predict.pt")
+    with pytest.raises(ValueError, match="needs draft, got draft_noise=0.5"):
+        TrainConfig(preset="micro", draft_noise=0.5)
     with pytest.raises(ValueError, match="objective='ddpm'"):
         TrainConfig(preset="micro", draft="data/convlstm_predict.pt", p_predict=1.0, objective="ddpm")
 
