@@ -159,3 +159,15 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
     without = extend(model, VideoCodec(model.config.vae), clip[:, None], ["3"], 20, "forward", **kw)
     torch.testing.assert_close(videos[:, :, 10:], with_draft[:, :, 10:])
     assert not torch.allclose(with_draft[:, :, 10:], without[:, :, 10:])
+
+
+def test_the_shipped_draft_is_the_model_its_manifest_describes():
+    import json
+
+    from minisora.digits import DATA_DIR
+
+    m = json.loads((DATA_DIR / "convlstm_predict.json").read_text())
+    model = load_convlstm(DATA_DIR / "convlstm_predict.pt")
+    assert model.config == ConvLSTMConfig(tuple(m["args"]["hidden"]), m["args"]["kernel"], m["args"]["patch"])
+    assert sum(w.numel() for w in model.parameters()) == m["parameters"]
+    assert m["command"].startswith("python scripts/convlstm_peer.py") and "--export data/convlstm_predict.pt" in m["command"]
