@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .captions import expand_prompt
 from .config import check_device, check_finite, check_positive, option
-from .convlstm import ConvLSTM, draft_clips, load_convlstm
+from .convlstm import ConvLSTM, draft_clips, draft_of
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .sample import DIT_PATH, VideoCodec, generate, load_dit, objective_of
 
@@ -57,7 +57,7 @@ def extend(model, codec, clips: torch.Tensor, prompts: list[str | None], frames:
     forward = direction == "forward"
     context = torch.cat([clips, blank] if forward else [blank, clips], dim=2)  # (B, 1, frames, H, W)
     known = torch.arange(frames) < k if forward else torch.arange(frames) >= frames - k
-    if draft is not None and forward:  # and kw's draft_noise, the run's
+    if draft is not None and forward:
         kw["draft"] = draft_clips(draft, context.to(next(draft.parameters()).device), k)
     return generate(model, codec, prompts, context=context, known=known, **kw)
 
@@ -246,10 +246,9 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
         clips, prompts = matched(load_clips(cfg.input), prompts)
         clips, k = clips[:, None], cfg.given  # (N, 1, T, H, W)
         forward = cfg.extend == "forward"
-        draft = load_convlstm(train["draft"], cfg.device) if train.get("draft") else None  # the run's --draft
+        draft, draft_noise = draft_of(train, cfg.device)  # the run's --draft, if any
         window = extend(model, codec, clips[:, :, -k:] if forward else clips[:, :, :k], prompts,
-                        cfg.frames or 2 * k, cfg.extend, draft, **kw,
-                        **({"draft_noise": train.get("draft_noise", 1.0)} if draft else {})).cpu()
+                        cfg.frames or 2 * k, cfg.extend, draft, draft_noise=draft_noise, **kw).cpu()
         return torch.cat([clips, window[:, :, k:]] if forward else [window[:, :, :-k], clips], dim=2), prompts
     if cfg.loop:
         clips = (load_clips(cfg.input) if cfg.input else

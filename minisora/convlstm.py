@@ -107,3 +107,9 @@ def draft_clips(model: ConvLSTM, videos: torch.Tensor, given: int = CONTEXT) -> 
 def load_convlstm(path: str | Path, device: str | torch.device = "cpu") -> ConvLSTM:
     """A ConvLSTM from exported weights (``scripts/convlstm_peer.py --export``), or a one-line error."""
     return load_model(path, ConvLSTM, ConvLSTMConfig, device)[0]
+
+
+def draft_of(train: dict, device: str | torch.device = "cpu") -> tuple[ConvLSTM | None, float]:
+    """The draft a DiT run trained with (``train --draft``, from its saved settings) and its noise sigma; (None, 1.0)
+    for a run without one."""
+    return (load_convlstm(train["draft"], device) if train.get("draft") else None), train.get("draft_noise", 1.0)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .convlstm import ConvLSTM, draft_clips, load_convlstm
+from .convlstm import ConvLSTM, draft_clips, draft_of
 from .data import CONTEXT, TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table, ink
@@ -230,10 +230,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.permanence:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
-        draft = load_convlstm(train["draft"], device) if train.get("draft") else None  # the run's --draft
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
-                                                evaluator, draft, train.get("draft_noise", 1.0))
+                                                evaluator, *draft_of(train, device))
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minisora.checkpoint import atomic_write, code_version, device_name, save_checkpoint, write_manifest
-from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
+from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, draft_of, predict, prediction_teacher
 from minisora.data import CONTEXT, MovingMNIST, load_digits, standard_test_set
 from minisora.evaluate import future_digits, prediction_metrics
 from minisora.evaluator import load_evaluator
@@ -79,8 +79,8 @@ def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int 
     known = torch.arange(truth.shape[2]) < CONTEXT
     regression = predict(model, truth[:, 0])  # (N, 10, H, W)
     dit, train = load_dit(dit_path)
-    drafted = dict(draft=draft_clips(load_convlstm(train["draft"]), truth), draft_noise=train.get("draft_noise", 1.0)) \
-        if train.get("draft") else {}  # a DiT trained with --draft starts from its draft
+    draft, draft_noise = draft_of(train)  # a DiT trained with --draft starts from its draft
+    drafted = dict(draft=draft_clips(draft, truth), draft_noise=draft_noise) if draft else {}
     drawn = torch.stack([generate(dit, VideoCodec(dit.config.vae), [None] * clips, objective_of(train), guidance=1.0,
                                   steps=25, seed=seed + k, context=truth, known=known, **drafted)[:, 0, CONTEXT:].cpu()
                          for k in range(samples)])  # (K, N, 10, H, W)
