@@ -115,6 +115,19 @@ def _broadcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- conditioning frames
 
+class WithInputs:
+    """A denoiser with per-clip keyword inputs bound, called like any denoiser: net(x, time, cond) =
+    model(x, time, cond, **inputs). Each input (B, ...) is repeated to the batch it is called with (2B under
+    classifier-free guidance, as :class:`KnownFrames` repeats its mask)."""
+
+    def __init__(self, model, **inputs: torch.Tensor):
+        self.model, self.inputs = model, inputs
+
+    def __call__(self, x: torch.Tensor, time: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.model(x, time, cond, **{k: v.repeat(len(x) // len(v), *[1] * (v.ndim - 1))
+                                             for k, v in self.inputs.items()})
+
+
 class KnownFrames:
     """Conditioning frames by masks: ``KnownFrames(model, known, x0)`` is the model with some frames given.
 

@@ -22,7 +22,9 @@ attention mode; ``skips`` adds U-ViT's long skips (Bao et al. 2023, arXiv 2209.1
 half's block i takes Linear([x; x_skip]) where x_skip is the output of block depth-1-i. ``rope`` replaces
 the added sin-cos positions by 3D rotary positions (RoFormer, Su et al. 2021, arXiv 2104.09864, one slice of
 each head per axis, as in Open-Sora and HunyuanVideo) with QK-norm (LayerNorm on queries and keys):
-attention scores then depend on the offset between tokens, not on where they are.
+attention scores then depend on the offset between tokens, not on where they are. ``draft_input`` adds a
+second tubelet embedding of a regression model's draft of the frames to generate (``train --draft``),
+x = TubeletEmbed(z_t) + TubeletEmbed'(z_draft) + PE: channel concatenation at the input, zero-initialised.
 
 The time is one per clip (B,), or one per latent frame (B, T): conditioning frames are given with
 time 0 (see ``diffusion.KnownFrames``), and each frame of tubelets is modulated by its own time.
@@ -69,6 +71,7 @@ class DiTConfig:
     rope: bool = False  # 3D rotary positions with QK-norm in self-attention, instead of added sin-cos positions
     rope_time_scale: float = 1.0  # rotary time coordinate per step of the token grid (0.5: re-patched, repatch.py)
     skips: bool = False  # U-ViT long skips: block i of the second half also sees block depth-1-i's output
+    draft_input: bool = False  # a second tubelet embedding reads a regression model's draft latents (train --draft)
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
@@ -298,6 +301,11 @@ class DiT(nn.Module):
         self.text_pool = nn.Linear(config.text_dim, config.dim)
         self.time = TimestepEmbedding(config.dim)
         self.embed = PatchEmbed(config.in_channels, config.dim, config.patch)
+        # the draft's tubelets, added to the tokens: zero-initialised and without a bias, so no draft (zeros) adds nothing
+        self.draft_embed = PatchEmbed(config.in_channels, config.dim, config.patch) if config.draft_input else None
+        if self.draft_embed is not None:
+            nn.init.zeros_(self.draft_embed.proj.weight)
+            self.draft_embed.proj.bias = None
         self.blocks = nn.ModuleList(DiTBlock(config.dim, config.heads, config.text_dim, mode, config.mlp_ratio,
                                              config.conv, config.rope, config.rope_time_scale)
                                     for mode in block_modes(config))
@@ -341,15 +349,23 @@ class DiT(nn.Module):
                 saved.append(tokens)
         return self.final(tokens, c, layout)
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L)."""
+    def forward(self, x: torch.Tensor, time: torch.Tensor, ids: torch.Tensor,
+                draft: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T, H, W); time (B,) per clip or (B, T) per latent frame (whole tubelets alike); ids (B, L);
+        ``draft`` (B, C, T, H, W): a regression model's latents of the frames to generate, zeros elsewhere (a model
+        with ``draft_input`` only; None: zeros)."""
         grid = self.patch_grid(x)
+        if draft is not None and (self.draft_embed is None or draft.shape != x.shape):
+            raise ValueError(f"expected a draft like x {tuple(x.shape)} for a model with draft_input, got "
+                             f"{tuple(draft.shape)} with draft_input={self.config.draft_input}")
         text, words, pooled = self.text(ids)  # (B, L, Dt), (B, L), (B, Dt)
         if time.ndim == 2 and time.shape != x.shape[:1] + x.shape[2:3]:
             raise ValueError(f"expected one time per clip (B,) or per frame (B, T) = {tuple(x.shape[:1] + x.shape[2:3])}, "
                              f"got {tuple(time.shape)}")
         c = self.condition(time[:, :: self.config.patch[0]] if time.ndim == 2 else time, pooled)  # (B, [t,] D)
         tokens, _ = self.embed(x)  # (B, t*h*w, D)
+        if draft is not None:
+            tokens = tokens + self.draft_embed(draft)[0]  # (B, t*h*w, D)
         if not self.config.rope:
             tokens = tokens + sincos_nd(grid, self.config.dim).to(x)
         return unpatchify(self.transform(tokens, c, text, words, grid), grid, self.config.patch)  # (B, C, T, H, W)
@@ -404,7 +420,7 @@ def flops_per_clip(config: DiTConfig, training: bool = True, words: int | None =
     if config.conv:
         per_block = [f + 2 * n * d * 27 for f in per_block]  # depthwise 3x3x3
     skips = 2 * n * 2 * d * d * (config.depth // 2) if config.skips else 0
-    patch_io = 2 * n * d * config.in_channels * math.prod(config.patch) * 2
+    patch_io = 2 * n * d * config.in_channels * math.prod(config.patch) * (3 if config.draft_input else 2)
     text = config.text_depth * 2 * L * (12 * config.text_dim**2) + 4 * L * L * config.text_dim * config.text_depth
     forward = sum(per_block) + skips + patch_io + text
     return forward * (3 if training else 1)

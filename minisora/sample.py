@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model
-from .diffusion import (FAST_SAMPLER, TIME_SCALE, GaussianDiffusion, KnownFrames, RectifiedFlow, check_guidance_ramp,
-                        make_objective)
+from .diffusion import (FAST_SAMPLER, TIME_SCALE, GaussianDiffusion, KnownFrames, RectifiedFlow, WithInputs,
+                        check_guidance_ramp, make_objective)
 from .digits import DATA_DIR
 from .dit import DiT, DiTConfig
 from .vae import VAE, latent_space, load_vae
@@ -134,7 +134,8 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     (B, 1, T, H, W), sampling starts from them noised to time ``strength`` instead of from pure noise (SDEdit,
     video-to-video). A model trained with ``--draft`` takes ``draft`` clips (B, 1, T, H, W), the context with its
     future drawn by that regression model (``convlstm.draft_clips``): the flow of the frames to generate starts at
-    their latents plus noise, x_1 = z_draft + sigma eps (sigma: ``draft_noise``), as in training.
+    their latents plus noise, x_1 = z_draft + sigma eps (sigma: ``draft_noise``), as in training; a model with
+    ``draft_input`` also reads those latents at every step.
     """
     c = model.config
     if draft is not None and (context is None or init is not None):
@@ -167,7 +168,11 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
     if context is not None:
         if known is None:
             raise ValueError("context needs a frame mask known, (T,) or (B, T)")
-        known = known.expand(len(prompts), -1) if known.ndim == 1 else known
+        known = latent_known(c, (known.expand(len(prompts), -1) if known.ndim == 1 else known).bool()).to(device)
+        if draft is not None:  # the draft's latents of the frames to generate, zeros on the given ones
+            z_draft = torch.where(known[:, None, :, None, None], 0.0, codec.encode(draft.to(device)))
+            if c.draft_input:  # the model reads them at every step
+                net = WithInputs(model, draft=z_draft)
         x0 = codec.encode(context.to(device))
         shown = noised(x0, context_noise) if context_noise else x0
         hidden = None
@@ -175,15 +180,14 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
             eps = torch.randn(x0.shape, device=device, generator=generator)
             copies = lambda z, time: z.repeat(len(time) // len(z), 1, 1, 1, 1)  # (B', C, T, H, W) under guidance
             hidden = lambda time: obj.q_sample(copies(x0, time), time / TIME_SCALE, copies(eps, time))
-        net = KnownFrames(model, latent_known(c, known.bool()).to(device), x0, shown,
+        net = KnownFrames(net, known, x0, shown,
                           float(obj.time(torch.tensor(context_noise))), frame_guidance, hidden,
                           guidance_ramp / latent_space(c.vae)[1])  # the ramp in latent frames
     if init is not None:  # SDEdit: x_s = (1 - s) x_0 + s eps, then the sampler from time s down to 0
         start = dict(noise=noised(codec.encode(init.to(device)), strength), start=strength)
     if draft is not None:  # x_1 = z_draft + eps on the frames to generate (the given ones are put back anyway)
         eps = torch.randn((len(prompts), *shape), device=device, generator=generator)  # the noise sample() would draw
-        start = dict(noise=torch.where(net.known[:, None, :, None, None], eps,
-                                       codec.encode(draft.to(device)) + draft_noise * eps))
+        start = dict(noise=torch.where(net.known[:, None, :, None, None], eps, z_draft + draft_noise * eps))
     z = obj.sample(net, (len(prompts), *shape), ids.to(device), null.to(device), guidance,
                    steps=steps, sampler=sampler, clip=None, generator=generator, device=device, progress=progress,
                    **start)

@@ -36,6 +36,7 @@ from .checkpoint import RunRecord, init_record, load_checkpoint, save_checkpoint
 from .config import check_device, check_finite, check_positive, check_probability, option
 from .convlstm import ConvLSTM, draft_clips, load_convlstm
 from .data import MovingMNIST
+from .diffusion import WithInputs
 from .digits import Digits, load_digits
 from .dit import ATTENTIONS, PRESETS, DiT, DiTConfig, flops_per_clip, get_preset, parameter_count, tokens_per_clip
 from .evaluator import load_evaluator, prompt_agreement
@@ -109,6 +110,9 @@ class TrainConfig:
                                      "rectified flow", metavar="WEIGHTS")
     draft_noise: float = option(1.0, "--draft: the noise sigma around the draft, x_1 = z_draft + sigma eps; lower "
                                      "keeps the samples nearer the draft", metavar="SIGMA")
+    draft_input: bool = option(False, "--draft: the DiT also reads the draft's latents, at every noise level, through "
+                                      "a second tubelet embedding added to its tokens (zero-initialised, so an --init "
+                                      "without one loads and starts as it was)")
     p_image: float = option(0.25, "share of steps that train on still images (one frame of tubelets, as many images "
                                  "as the clips' frames of tubelets) instead of clips: joint image-video training")
     repa: float = option(0.0, "REPA weight lambda: the tokens after block ~depth/3, through an MLP, learn to predict the "
@@ -154,7 +158,7 @@ class TrainConfig:
         overrides = {k: v for k, v in dict(patch=self.patch, dim=self.dim, depth=self.depth, heads=self.heads).items()
                      if v is not None}
         return get_preset(self.preset, attention=self.attention, vae=self.vae, conv=self.conv, skips=self.skips,
-                          rope=self.rope, **overrides)
+                          rope=self.rope, draft_input=self.draft_input, **overrides)
 
     def __post_init__(self):
         self.out = self.out or f"runs/{self.preset}"
@@ -184,6 +188,8 @@ class TrainConfig:
         if self.draft_noise != 1.0 and not self.draft:
             raise ValueError(f"draft_noise is the noise around a draft: it needs draft, got draft_noise="
                              f"{self.draft_noise} without one")
+        if self.draft_input and not self.draft:
+            raise ValueError("draft_input reads the draft's latents: it needs draft, got draft_input without one")
         if self.p_predict and self.sizes != "fixed":
             raise ValueError(f"p_predict trains the fixed-size prediction task; got p_predict={self.p_predict} with "
                              f"sizes={self.sizes}")
@@ -325,16 +331,16 @@ def build(cfg: TrainConfig, device: torch.device) -> Trainee:
         config = replace(config, rope_time_scale=scale)
         same_shape = latent_space(start.config.vae) == latent_space(config.vae)
         if not same_shape or replace(start.config, attention=config.attention, vae=config.vae, depth=config.depth,
-                                     rope_time_scale=scale, patch=config.patch if repatching else start.config.patch
-                                     ) != config:
+                                     rope_time_scale=scale, patch=config.patch if repatching else start.config.patch,
+                                     draft_input=start.config.draft_input or config.draft_input) != config:
             raise ValueError(f"--init {cfg.init} holds a different model: {start.config}, expected {config}")
     torch.manual_seed(cfg.seed)
     model = denoiser_class(cfg.arch)(config).to(device)
     if start is not None:
         if repatching:
             repatch(start, model)
-        elif start.config.depth == model.config.depth:
-            model.load_state_dict(start.state_dict())
+        elif start.config.depth == model.config.depth:  # a draft embedding the start lacks keeps its zero init
+            model.load_state_dict({**model.state_dict(), **start.state_dict()})
         else:
             grow(start, model)
     aligner = load_aligner(device=device) if cfg.repa else None
@@ -388,6 +394,7 @@ class Batch:
     t: torch.Tensor  # (b,) diffusion times
     noise: torch.Tensor  # like z
     known: torch.Tensor | None  # (b, T') conditioning frames, or None
+    draft: torch.Tensor | None = None  # like z: --draft-input's draft latents of the frames to generate, zeros elsewhere
 
 
 def step_rows(step: int, cfg: TrainConfig, config: DiTConfig, rank: int = 0, world: int = 1) -> tuple[bool, int, slice]:
@@ -444,12 +451,13 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     known = None if known is None else known[rows]
     ids = model.tokenizer.batch(captions)
     ids = torch.where(drop[:, None], model.null_ids(len(ids)), ids)
-    noise = noise.to(device)
+    noise, z_draft = noise.to(device), None
     if draft is not None and not image:  # the flow of the future starts at the draft: noise = z_draft + sigma eps
         start = (task[rows, None].to(device) & ~known.to(device))[:, None, :, None, None]  # (b, 1, T', 1, 1)
-        drafted = codec.encode(draft_clips(draft, videos.to(device))) + cfg.draft_noise * noise
-        noise = torch.where(start, drafted, noise)
-    return Batch(videos.to(device), z, ids.to(device), t.to(device), noise, None if known is None else known.to(device))
+        z_draft = torch.where(start, codec.encode(draft_clips(draft, videos.to(device))), 0.0)  # (b, C, T', H', W')
+        noise = torch.where(start, z_draft + cfg.draft_noise * noise, noise)
+    return Batch(videos.to(device), z, ids.to(device), t.to(device), noise, None if known is None else known.to(device),
+                 z_draft if cfg.draft_input else None)
 
 
 @dataclass
@@ -549,6 +557,7 @@ def optimise(t: Trainee, net: torch.nn.Module, obj, cfg: TrainConfig, b: Batch |
         if isinstance(b, PackedBatch):  # clips of their own sizes, packed into rows
             loss = obj.packed_loss(t.model, b.z, b.ids, b.t, b.noise, b.known, cfg.frame_difference)
         else:
+            net = net if b.draft is None else WithInputs(net, draft=b.draft)  # --draft-input: the DiT reads the draft
             loss = obj.loss(net, b.z, b.ids, t=b.t, noise=b.noise, known=b.known, frame_difference=cfg.frame_difference)
         align = None
         if t.projector:  # L = L_diffusion + lambda * mean -cos(MLP(h), y), h: the aligned block's tokens

@@ -161,6 +161,81 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
     assert not torch.allclose(with_draft[:, :, 10:], without[:, :, 10:])
 
 
+def test_draft_input_starts_as_its_init_and_reads_only_the_draft(tmp_path, draft_file):
+    """--draft-input: an --init without the draft embedding loads into one that starts as it (zero-initialised);
+    once trained, it changes the output only through the draft, and no draft (zeros) adds nothing."""
+    cfg = TrainConfig(preset="micro", p_image=0.0, p_predict=1.0, draft=draft_file)
+    cpu = torch.device("cpu")
+
+    def save(model, path):  # exported weights, as `train --export` writes them
+        save_checkpoint({"config": asdict(model.config), "ema": model.state_dict(), "train": asdict(cfg)}, path)
+        return str(path)
+
+    start = build(cfg, cpu).model.eval()
+    torch.nn.init.normal_(start.final.linear.weight)  # a fresh DiT's output is zero: make it read its tokens
+    model = build(replace(cfg, draft_input=True, init=save(start, tmp_path / "start.pt")), cpu).model.eval()
+    x = torch.randn(2, *latent_of(model.config))
+    time, ids, draft = torch.rand(2), model.null_ids(2), torch.randn(2, *latent_of(model.config))
+    with torch.no_grad():
+        before = start(x, time, ids)
+        torch.testing.assert_close(model(x, time, ids, draft=draft), before, rtol=0, atol=0)
+        torch.nn.init.normal_(model.draft_embed.proj.weight)
+        torch.testing.assert_close(model(x, time, ids), before, rtol=0, atol=0)
+        torch.testing.assert_close(model(x, time, ids, draft=torch.zeros_like(x)), before, rtol=0, atol=0)
+        assert not torch.allclose(model(x, time, ids, draft=draft), before)
+    with pytest.raises(ValueError, match="holds a different model"):  # the embedding is not dropped silently
+        build(replace(cfg, init=save(model, tmp_path / "drafted.pt")), cpu)
+    with pytest.raises(ValueError, match="draft_input=False"):
+        start(x, time, ids, draft=draft)
+    with pytest.raises(ValueError, match="expected a draft like x"):
+        model(x, time, ids, draft=draft[:, :, :1])
+    with pytest.raises(ValueError, match="needs draft, got draft_input"):
+        TrainConfig(preset="micro", draft_input=True)
+
+
+def latent_of(config):
+    """The latent shape (C, T', H', W') of a training clip."""
+    from minisora.sample import latent_shape
+    return latent_shape(config, config.frames, config.size, config.size)
+
+
+def test_draft_input_batches_carry_the_draft_of_the_frames_to_generate(draft_file):
+    """The batch's draft is z_draft on the prediction clips' future and zero elsewhere; the flow's start is as
+    without --draft-input."""
+    cfg = TrainConfig(preset="micro", batch_size=16, p_uncond=0.0, p_image=0.0, p_predict=0.5, draft=draft_file)
+    t = build(cfg, torch.device("cpu"))
+    obj, codec = objective_of(cfg.__dict__), VideoCodec(cfg.vae)
+    batch = step_clips(0, cfg, TrainingClips(cfg.seed, cfg.num_digits, cfg.p_descriptive, num_clips=10**4),
+                       t.model.config)
+    draw = lambda c: draw_batch(0, c, batch, t.model, obj, codec, torch.Generator().manual_seed(0), draft=t.draft)
+    plain, read = draw(cfg), draw(replace(cfg, draft_input=True))
+    assert plain.draft is None and torch.equal(read.noise, plain.noise)
+    task = (plain.ids == t.model.null_ids(1)[0]).all(1)  # p_uncond 0: only prediction clips drop their caption
+    future = task[:, None, None, None, None] & ~plain.known[:, None, :, None, None]
+    assert 2 < int(task.sum()) < 14
+    torch.testing.assert_close(read.draft, codec.encode(draft_clips(t.draft, batch[0])) * future, rtol=0, atol=0)
+
+
+def test_sampling_gives_a_draft_input_model_the_draft_at_every_step():
+    """generate passes z_draft of the frames to generate (zeros on the given ones) to every call of the network,
+    repeated for classifier-free guidance's two halves."""
+    torch.manual_seed(0)
+    model = DiT(get_preset("micro", vae="none", frames=4, size=16, draft_input=True))
+    codec, context = VideoCodec("none"), torch.rand(2, 1, 4, 16, 16)
+    drafted = torch.rand(2, 1, 4, 16, 16)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append((args[0], kwargs["draft"])),
+                                    with_kwargs=True)
+    generate(model, codec, ["3", "4"], "flow", guidance=2.0, steps=3, seed=3, context=context,
+             known=torch.arange(4) < 2, draft=drafted)
+    assert len(seen) == 3
+    expected = torch.cat([codec.encode(drafted)] * 2)  # (2B, C, T, H, W): the guided and the unguided half
+    expected[:, :, :2] = 0  # the given frames have no draft
+    for x, draft in seen:
+        assert x.shape == draft.shape
+        torch.testing.assert_close(draft, expected, rtol=0, atol=0)
+
+
 def test_the_shipped_draft_is_the_model_its_manifest_describes():
     import json
 
