@@ -56,7 +56,8 @@ class Peer(nn.Module):
     tokenizer and text encoder in front of a diffusers transformer. ``requires``: the settings under which minisora's
     DiT has the peer's shape, and which a run that trains the peer must have (``train --arch`` checks them)."""
 
-    requires = dict(conv=False, skips=False, p_known=0.0, sizes="fixed", repa=0.0)  # one time per clip, one size
+    requires = dict(conv=False, skips=False, p_known=0.0, p_predict=0.0, draft_input=False, sizes="fixed",
+                    repa=0.0)  # one time per clip (no given frames), one size, no draft
 
     def __init__(self, config: DiTConfig):
         super().__init__()

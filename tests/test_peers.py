@@ -143,8 +143,9 @@ def test_train_arch_latte_trains_exports_loads_and_samples_through_minisora(tmp_
 
 @pytest.mark.parametrize("arch, fine", [("latte", dict(conv=False, rope=False, p_known=0.0)),
                                         ("wan", dict(attention="full", conv=False, p_known=0.0))])
-@pytest.mark.parametrize("bad", [dict(conv=True), dict(p_known=0.25), dict(sizes="mixed", p_image=0.0),
-                                 dict(repa=0.5), dict(attention="factorized"), dict(rope=False)])
+@pytest.mark.parametrize("bad", [dict(conv=True), dict(p_known=0.25), dict(p_predict=1.0),
+                                 dict(sizes="mixed", p_image=0.0), dict(repa=0.5), dict(attention="factorized"),
+                                 dict(rope=False)])
 def test_settings_a_peer_does_not_have_are_refused(arch, fine, bad):
     from minisora.train import TrainConfig
 
