@@ -42,6 +42,18 @@ class VideoCodec:
         return self.vae.encode(video).mean * self.vae.latent_scale
 
     @torch.no_grad()
+    def encode_frames(self, video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, H, W) -> its latents (B, C, T', H', W') on the latent frames ``keep`` (T',) marks, zeros on the
+        others. A per-frame VAE (or pixels) encodes only those frames; a spacetime VAE encodes the whole clip."""
+        keep = keep.to(video.device)
+        if self.vae is not None and self.vae.config.kind != "frame":
+            return torch.where(keep[None, None, :, None, None], self.encode(video), 0.0)
+        z = self.encode(video[:, :, keep])  # (B, C, kept, H', W')
+        out = z.new_zeros(*z.shape[:2], len(keep), *z.shape[3:])  # (B, C, T', H', W')
+        out[:, :, keep] = z
+        return out
+
+    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             return ((z + 1) / 2).clamp(0, 1)
@@ -170,7 +182,8 @@ def generate(model: DiT, codec: VideoCodec, prompts: list[str | None], objective
             raise ValueError("context needs a frame mask known, (T,) or (B, T)")
         known = latent_known(c, (known.expand(len(prompts), -1) if known.ndim == 1 else known).bool()).to(device)
         if draft is not None:  # the draft's latents of the frames to generate, zeros on the given ones
-            z_draft = torch.where(known[:, None, :, None, None], 0.0, codec.encode(draft.to(device)))
+            z_draft = torch.where(known[:, None, :, None, None], 0.0,
+                                  codec.encode_frames(draft.to(device), ~known.all(0)))  # (B, C, T', H', W')
             if c.draft_input:  # the model reads them at every step
                 net = WithInputs(model, draft=z_draft)
         x0 = codec.encode(context.to(device))

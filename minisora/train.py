@@ -454,7 +454,8 @@ def draw_batch(step: int, cfg: TrainConfig, clips: tuple[torch.Tensor, list[str]
     noise, z_draft = noise.to(device), None
     if draft is not None and not image:  # the flow of the future starts at the draft: noise = z_draft + sigma eps
         start = (task[rows, None].to(device) & ~known.to(device))[:, None, :, None, None]  # (b, 1, T', 1, 1)
-        z_draft = torch.where(start, codec.encode(draft_clips(draft, videos.to(device))), 0.0)  # (b, C, T', H', W')
+        drafted = codec.encode_frames(draft_clips(draft, videos.to(device)), start.flatten(1).any(0))  # given ones: 0
+        z_draft = torch.where(start, drafted, 0.0)  # (b, C, T', H', W')
         noise = torch.where(start, z_draft + cfg.draft_noise * noise, noise)
     return Batch(videos.to(device), z, ids.to(device), t.to(device), noise, None if known is None else known.to(device),
                  z_draft if cfg.draft_input else None)
@@ -659,10 +660,12 @@ def run_summary(cfg: TrainConfig, model: DiT, log_path: Path, run: RunRecord, dr
 
 
 def draft_flops(draft: ConvLSTM, config: DiTConfig) -> float:
-    """FLOPs of drafting one training clip: the ConvLSTM's future and the VAE's encoding of the drafted clip."""
+    """FLOPs of drafting one training clip: the ConvLSTM's future and the VAE's encoding of that future."""
     from .peers import flop_counter
+    clip = torch.rand(1, 1, config.frames, config.size, config.size)
+    frames = config.frames // latent_space(config.vae)[1]  # T'
     with flop_counter() as counter:
-        VideoCodec(config.vae).encode(draft_clips(draft, torch.rand(1, 1, config.frames, config.size, config.size)))
+        VideoCodec(config.vae).encode_frames(draft_clips(draft, clip), torch.arange(frames) >= frames // 2)
     return counter.get_total_flops()
 
 
