@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .convlstm import ConvLSTM, draft_clips, draft_of
+from .convlstm import ConvLSTM, draft_clips, draft_of, load_convlstm
 from .data import CONTEXT, TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table, ink
@@ -152,6 +152,9 @@ class EvalConfig:
     prediction_steps: int = option(25, "sampler steps for prediction")
     prediction_samples: int = option(1, "samples per prediction clip; K > 1 also scores their mean (the expected "
                                         "future, which MSE rewards) beside the first sample")
+    draft: str | None = option(None, "prediction: draft the future with this regression model (a ConvLSTM's weights, "
+                                     "scripts/convlstm_peer.py --export) instead of the one the run trained with "
+                                     "(train --draft); only for a model trained with a draft", metavar="PATH")
     shift: float | None = option(None, "rectified flow: sample with this time shift (default: the one the model "
                                        "trained with)")
     batch: int = option(50, "clips generated at once")
@@ -208,7 +211,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
                 "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp",
-                "steps", "prediction_steps", "prediction_samples", "seed", "shift")
+                "steps", "prediction_steps", "prediction_samples", "seed", "shift", "draft")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
@@ -230,9 +233,15 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.permanence:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
+        draft, draft_noise = draft_of(train, device)
+        if cfg.draft:  # another regression model's draft, for a model trained to start from one
+            if draft is None:
+                raise ValueError(f"draft replaces the draft a run trained with, and {ckpt} was trained without one "
+                                 f"(train --draft); got draft={cfg.draft!r}")
+            draft = load_convlstm(cfg.draft, device)
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
-                                                evaluator, *draft_of(train, device))
+                                                evaluator, draft, draft_noise)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

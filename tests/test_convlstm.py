@@ -161,6 +161,28 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
     assert not torch.allclose(with_draft[:, :, 10:], without[:, :, 10:])
 
 
+def test_eval_can_draft_with_another_regression_model(tmp_path, draft_file):
+    """eval --draft swaps the regression model a run trained with for another; a run without one refuses it."""
+    from minisora.evaluate import EvalConfig, evaluate
+    from minisora.train import train
+
+    runs = {}
+    for name, draft in (("drafted", draft_file), ("plain", None)):
+        runs[name] = tmp_path / name / "ckpt.pt"
+        train(TrainConfig(preset="micro", steps=2, batch_size=2, p_image=0.0, p_predict=1.0, draft=draft,
+                          sample_every=0, out=str(runs[name].parent)), progress=False)
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_checkpoint({"config": asdict(SMALL), "model": ConvLSTM(SMALL).state_dict()}, other)
+    score = lambda ckpt, **kw: evaluate(EvalConfig(ckpt=str(ckpt), clips=0, prediction_clips=2, prediction_steps=1,
+                                                   batch=2, **kw), progress=False)["prediction"]["model"]["mse"]
+    own = score(runs["drafted"])
+    assert score(runs["drafted"], draft=draft_file) == own
+    assert score(runs["drafted"], draft=str(other)) != own
+    with pytest.raises(ValueError, match="trained without one"):
+        score(runs["plain"], draft=str(other))
+
+
 def test_draft_input_starts_as_its_init_and_reads_only_the_draft(tmp_path, draft_file):
     """--draft-input: an --init without the draft embedding loads into one that starts as it (zero-initialised);
     once trained, it changes the output only through the draft, and no draft (zeros) adds nothing."""
