@@ -155,6 +155,9 @@ class EvalConfig:
     draft: str | None = option(None, "prediction: draft the future with this regression model (a ConvLSTM's weights, "
                                      "scripts/convlstm_peer.py --export) instead of the one the run trained with "
                                      "(train --draft); only for a model trained with a draft", metavar="PATH")
+    draft_noise: float | None = option(None, "prediction: the noise sigma around the draft, x_1 = z_draft + sigma eps "
+                                             "(default: the one the run trained with; lower narrows the spread of the "
+                                             "samples); only for a model trained with a draft", metavar="SIGMA")
     shift: float | None = option(None, "rectified flow: sample with this time shift (default: the one the model "
                                        "trained with)")
     batch: int = option(50, "clips generated at once")
@@ -193,6 +196,7 @@ class EvalConfig:
         self.guidance_ramp = check_guidance_ramp(self.guidance_ramp)
         check_finite(self, "frame_guidance", at_least=0.0)
         check_finite(self, "shift", above=0.0)
+        check_finite(self, "draft_noise", above=0.0)
         check_device(self.device)
 
 
@@ -211,7 +215,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
                 "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp",
-                "steps", "prediction_steps", "prediction_samples", "seed", "shift", "draft")
+                "steps", "prediction_steps", "prediction_samples", "seed", "shift", "draft", "draft_noise")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
@@ -234,11 +238,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
         draft, draft_noise = draft_of(train, device)
-        if cfg.draft:  # another regression model's draft, for a model trained to start from one
-            if draft is None:
-                raise ValueError(f"draft replaces the draft a run trained with, and {ckpt} was trained without one "
-                                 f"(train --draft); got draft={cfg.draft!r}")
-            draft = load_convlstm(cfg.draft, device)
+        for name in ("draft", "draft_noise"):  # another draft or sigma, for a model trained to start from one
+            if getattr(cfg, name) is not None and draft is None:
+                raise ValueError(f"{name} replaces the {name} a run trained with, and {ckpt} was trained without a "
+                                 f"draft (train --draft); got {name}={getattr(cfg, name)!r}")
+        draft = load_convlstm(cfg.draft, device) if cfg.draft else draft
+        draft_noise = draft_noise if cfg.draft_noise is None else cfg.draft_noise
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
                                                 evaluator, draft, draft_noise)

@@ -162,7 +162,8 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
 
 
 def test_eval_can_draft_with_another_regression_model(tmp_path, draft_file):
-    """eval --draft swaps the regression model a run trained with for another; a run without one refuses it."""
+    """eval --draft swaps the regression model a run trained with for another, and --draft-noise its sigma; a run
+    without a draft refuses both."""
     from minisora.evaluate import EvalConfig, evaluate
     from minisora.train import train
 
@@ -179,8 +180,13 @@ def test_eval_can_draft_with_another_regression_model(tmp_path, draft_file):
     own = score(runs["drafted"])
     assert score(runs["drafted"], draft=draft_file) == own
     assert score(runs["drafted"], draft=str(other)) != own
-    with pytest.raises(ValueError, match="trained without one"):
-        score(runs["plain"], draft=str(other))
+    assert score(runs["drafted"], draft_noise=1.0) == own
+    assert score(runs["drafted"], draft_noise=0.5) != own
+    for swap in (dict(draft=str(other)), dict(draft_noise=0.5)):
+        with pytest.raises(ValueError, match="trained without a draft"):
+            score(runs["plain"], **swap)
+    with pytest.raises(ValueError, match="draft_noise must be a finite number > 0"):
+        EvalConfig(draft_noise=0.0)
 
 
 def test_draft_input_starts_as_its_init_and_reads_only_the_draft(tmp_path, draft_file):
