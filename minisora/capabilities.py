@@ -186,6 +186,10 @@ class SampleConfig:
                                         "and --window: the model with them against the model told nothing of them "
                                         "(rectified flow), at twice the cost; 2 gave steadier speeds and straighter "
                                         "seams (README); 1: off")
+    draft_noise: float | None = option(None, "--extend forward with a model trained with a draft (train --draft): the "
+                                             "noise sigma around the draft, x_1 = z_draft + sigma eps (default: the "
+                                             "one the run trained with); lower: single samples nearer the draft "
+                                             "and the truth, their mean farther (README)", metavar="SIGMA")
     seed: int = option(0, "seed of the initial noise")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
 
@@ -206,6 +210,10 @@ class SampleConfig:
         if self.input and not (self.extend or self.loop):
             raise ValueError("--input is the clip of --extend or --loop; for --edit give the clip as --edit CLIP")
         check_finite(self, "frame_guidance", at_least=0.0)
+        check_finite(self, "draft_noise", above=0.0)
+        if self.draft_noise is not None and self.extend != "forward":
+            raise ValueError(f"--draft-noise {self.draft_noise} is the noise around a draft of the frames after a "
+                             f"clip: use it with --extend forward")
         for name, off in (("frame_guidance", 1.0), ("guidance_ramp", 0.0)):
             if getattr(self, name) != off and not (set(modes) - {"edit"}):
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} acts on given frames: use it with "
@@ -246,7 +254,7 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
         clips, prompts = matched(load_clips(cfg.input), prompts)
         clips, k = clips[:, None], cfg.given  # (N, 1, T, H, W)
         forward = cfg.extend == "forward"
-        draft, draft_noise = draft_of(train, cfg.device)  # the run's --draft, if any
+        draft, draft_noise = draft_of(train, cfg.device, noise=cfg.draft_noise if forward else None)  # the run's
         window = extend(model, codec, clips[:, :, -k:] if forward else clips[:, :, :k], prompts,
                         cfg.frames or 2 * k, cfg.extend, draft, draft_noise=draft_noise, **kw).cpu()
         return torch.cat([clips, window[:, :, k:]] if forward else [window[:, :, :-k], clips], dim=2), prompts

@@ -109,7 +109,15 @@ def load_convlstm(path: str | Path, device: str | torch.device = "cpu") -> ConvL
     return load_model(path, ConvLSTM, ConvLSTMConfig, device)[0]
 
 
-def draft_of(train: dict, device: str | torch.device = "cpu") -> tuple[ConvLSTM | None, float]:
+def draft_of(train: dict, device: str | torch.device = "cpu", path: str | None = None,
+             noise: float | None = None) -> tuple[ConvLSTM | None, float]:
     """The draft a DiT run trained with (``train --draft``, from its saved settings) and its noise sigma; (None, 1.0)
-    for a run without one."""
-    return (load_convlstm(train["draft"], device) if train.get("draft") else None), train.get("draft_noise", 1.0)
+    for a run without one. ``path`` and ``noise``, if given, replace them (``eval`` and ``sample`` ``--draft``,
+    ``--draft-noise``): only a run trained with a draft takes them."""
+    for name, value in (("draft", path), ("draft_noise", noise)):
+        if value is not None and not train.get("draft"):
+            raise ValueError(f"{name} replaces the one a run trained with, and this run was trained without a draft "
+                             f"(train --draft); got {name}={value!r}")
+    if not train.get("draft"):
+        return None, 1.0
+    return load_convlstm(path or train["draft"], device), train.get("draft_noise", 1.0) if noise is None else noise

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .convlstm import ConvLSTM, draft_clips, draft_of, load_convlstm
+from .convlstm import ConvLSTM, draft_clips, draft_of
 from .data import CONTEXT, TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table, ink
@@ -237,13 +237,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cfg.permanence:
         result["permanence"] = permanence_table(model, codec, objective, evaluator, cfg.permanence, **args)
     if prediction_clips:
-        draft, draft_noise = draft_of(train, device)
-        for name in ("draft", "draft_noise"):  # another draft or sigma, for a model trained to start from one
-            if getattr(cfg, name) is not None and draft is None:
-                raise ValueError(f"{name} replaces the {name} a run trained with, and {ckpt} was trained without a "
-                                 f"draft (train --draft); got {name}={getattr(cfg, name)!r}")
-        draft = load_convlstm(cfg.draft, device) if cfg.draft else draft
-        draft_noise = draft_noise if cfg.draft_noise is None else cfg.draft_noise
+        draft, draft_noise = draft_of(train, device, cfg.draft, cfg.draft_noise)
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
                                                 evaluator, draft, draft_noise)

@@ -159,6 +159,27 @@ def test_a_run_with_a_draft_keeps_it_and_extends_forward_from_it(tmp_path, draft
     without = extend(model, VideoCodec(model.config.vae), clip[:, None], ["3"], 20, "forward", **kw)
     torch.testing.assert_close(videos[:, :, 10:], with_draft[:, :, 10:])
     assert not torch.allclose(with_draft[:, :, 10:], without[:, :, 10:])
+    closer = extend(model, VideoCodec(model.config.vae), clip[:, None], ["3"], 20, "forward",
+                    load_convlstm(draft_file), draft_noise=0.5, **kw)  # what --draft-noise 0.5 must give
+    videos, _ = sample_from_checkpoint(SampleConfig(prompt=["3"], ckpt=str(tmp_path / "run" / "ckpt.pt"), steps=2,
+                                                    extend="forward", input=str(tmp_path / "given.npy"),
+                                                    draft_noise=0.5), progress=False)
+    torch.testing.assert_close(videos[:, :, 10:], closer[:, :, 10:])
+    assert not torch.allclose(closer[:, :, 10:], with_draft[:, :, 10:])
+
+
+def test_draft_noise_needs_a_forward_extension_of_a_drafted_run(tmp_path, draft_file):
+    from minisora.capabilities import SampleConfig
+    from minisora.convlstm import draft_of
+
+    with pytest.raises(ValueError, match="use it with --extend forward"):
+        SampleConfig(draft_noise=0.5, extend="backward", input="clip.npy")
+    with pytest.raises(ValueError, match="draft_noise must be a finite number > 0"):
+        SampleConfig(draft_noise=-1.0, extend="forward", input="clip.npy")
+    assert draft_of({"draft": draft_file, "draft_noise": 1.0}, noise=0.5)[1] == 0.5
+    assert draft_of({"draft": draft_file, "draft_noise": 0.7})[1] == 0.7
+    with pytest.raises(ValueError, match="trained without a draft"):
+        draft_of({"draft": None}, noise=0.5)
 
 
 def test_eval_can_draft_with_another_regression_model(tmp_path, draft_file):
