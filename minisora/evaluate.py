@@ -218,6 +218,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
                 "steps", "prediction_steps", "prediction_samples", "seed", "shift", "draft", "draft_noise")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
+        ({"draft", "draft_noise"} if not prediction_clips else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
         ({"guidance_rescale"} if not cfg.guidance_rescale else set()) | \
         ({"guidance_ramp"} if not (cfg.guidance_ramp and cfg.capabilities) else set())
