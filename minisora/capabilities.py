@@ -254,8 +254,7 @@ def sample_from_checkpoint(cfg: SampleConfig, progress: bool = True) -> tuple[to
         clips, prompts = matched(load_clips(cfg.input), prompts)
         clips, k = clips[:, None], cfg.given  # (N, 1, T, H, W)
         forward = cfg.extend == "forward"
-        # the run's --draft, if any, and its sigma unless --draft-noise gives another
-        draft, draft_noise = draft_of(train, cfg.device, noise=cfg.draft_noise if forward else None)
+        draft, draft_noise = draft_of(train, cfg.device, noise=cfg.draft_noise)  # the run's --draft, if any
         window = extend(model, codec, clips[:, :, -k:] if forward else clips[:, :, :k], prompts,
                         cfg.frames or 2 * k, cfg.extend, draft, draft_noise=draft_noise, **kw).cpu()
         return torch.cat([clips, window[:, :, k:]] if forward else [window[:, :, :-k], clips], dim=2), prompts

@@ -114,10 +114,10 @@ def draft_of(train: dict, device: str | torch.device = "cpu", path: str | None =
     """The draft a DiT run trained with (``train --draft``, from its saved settings) and its noise sigma; (None, 1.0)
     for a run without one. ``path`` and ``noise``, if given, replace them (``eval`` and ``sample`` ``--draft``,
     ``--draft-noise``): only a run trained with a draft takes them."""
-    for name, value in (("draft", path), ("draft_noise", noise)):
-        if value is not None and not train.get("draft"):
-            raise ValueError(f"{name} replaces the one a run trained with, and this run was trained without a draft "
-                             f"(train --draft); got {name}={value!r}")
     if not train.get("draft"):
+        for name, value in (("draft", path), ("draft_noise", noise)):
+            if value is not None:
+                raise ValueError(f"{name} replaces the one a run trained with, and this run was trained without a "
+                                 f"draft (train --draft); got {name}={value!r}")
         return None, 1.0
     return load_convlstm(path or train["draft"], device), train.get("draft_noise", 1.0) if noise is None else noise
