@@ -8,6 +8,16 @@ starts its flow from this blur plus noise instead of from noise alone, and draws
     i, f, g, o = W_x * x_t + W_h * h_{t-1}          (convolutions; four gates)
     c_t = sigmoid(f + 1) c_{t-1} + sigmoid(i) tanh(g)
     h_t = sigmoid(o) tanh(c_t)
+
+With ``dna = k`` the head does not paint the next frame's pixels; it says where each comes from. Dynamic neural
+advection (DNA, Finn et al. 2016, arXiv 1605.07157) reads, for every pixel x, a softmax over the k x k pixels around
+it in the step's input frame (and one more weight for black):
+
+    x_{t+1}(x) = sum_{|delta| <= k // 2} w_delta(x) x_t(x + delta),   w(x) = softmax(head(h_t))(x)
+
+Moving MNIST's digits only translate (3.6 px a frame, so k = 9 reaches every step), so the appearance of the next
+frame is already in this one: the narrow hidden state need only say how it moves. With ``motion`` the first layer
+reads the change x_t - x_{t-1} beside x_t, as MCnet's motion encoder does (Villegas et al. 2017, arXiv 1706.08033).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from torch import nn
+from torch.nn import functional as F
 
 from .checkpoint import load_model
 from .data import CONTEXT
@@ -28,12 +39,15 @@ class ConvLSTMConfig:
     hidden: tuple[int, ...] = (16, 16, 16)  # channels of each layer (OpenSTL: four of 128)
     kernel: int = 5  # convolution kernel size
     patch: int = 4  # p x p pixels folded into channels
+    dna: int = 0  # 0: the head paints the next frame; k: it moves each pixel from the k x k around it (DNA)
+    motion: bool = False  # the first layer also reads the change x_t - x_{t-1} (MCnet's motion input)
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
-        if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1:
-            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel and a patch >= 1; got "
-                             f"hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}")
+        if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1 or (
+                self.dna and (self.dna < 1 or self.dna % 2 == 0)):
+            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1 and dna 0 or odd; "
+                             f"got hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}, dna={self.dna}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -52,34 +66,44 @@ class ConvLSTMCell(nn.Module):
 
 
 class ConvLSTM(nn.Module):
-    """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame off the top
-    layer. ``forward`` predicts frames 1..T-1 of ``video``; at step t the input is the true frame t where
+    """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame (or, with
+    ``dna``, where each of its pixels comes from) off the top layer. ``forward`` predicts frames 1..T-1 of ``video``; at step t the input is the true frame t where
     ``teacher`` (B, T-1) says so (given frames, scheduled sampling) and the model's own prediction elsewhere."""
 
     def __init__(self, config: ConvLSTMConfig = ConvLSTMConfig()):
         super().__init__()
         self.config = config
         channels = config.patch ** 2
-        self.cells = nn.ModuleList(ConvLSTMCell(channels if k == 0 else config.hidden[k - 1], width, config.kernel)
+        inputs = 2 * channels if config.motion else channels  # x_t, and x_t - x_{t-1} with motion
+        self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
-        self.head = nn.Conv2d(config.hidden[-1], channels, 1, bias=False)
+        reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
+        self.head = nn.Conv2d(config.hidden[-1], reads * channels, 1, bias=False)
 
     def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
         if video.ndim != 4 or video.shape[-1] % p or video.shape[-2] % p:
             raise ValueError(f"expected clips (B, T, H, W) with H and W multiples of the patch {p}, got "
                              f"{tuple(video.shape)}")
-        frames = rearrange(video, "b t (h p) (w q) -> b t (p q) h w", p=p, q=p)  # (B, T, p^2, H/p, W/p)
-        b, steps, _, height, width = frames.shape
-        h = [frames.new_zeros(b, cell.conv_h.in_channels, height, width) for cell in self.cells]
+        b, steps, height, width = video.shape
+        h = [video.new_zeros(b, cell.conv_h.in_channels, height // p, width // p) for cell in self.cells]
         c = [torch.zeros_like(state) for state in h]
-        x, outs = frames[:, 0], []
+        frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
+        last = frame  # x_{t-1}: no change before the first frame
         for t in range(steps - 1):
+            x = torch.cat([frame, frame - last], 1) if self.config.motion else frame  # (B, H, W) or (B, 2H, W)
+            x = rearrange(x, "b (c h p) (w q) -> b (c p q) h w", h=height // p, p=p, q=p)  # (B, p^2 or 2p^2, H/p, W/p)
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
-            outs.append(self.head(h[-1]))  # the prediction of frame t + 1
-            x = torch.where(teacher[:, t, None, None, None], frames[:, t + 1], outs[-1])
-        return rearrange(torch.stack(outs, 1), "b t (p q) h w -> b t (h p) (w q)", p=p, q=p)  # (B, T-1, H, W)
+            read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
+            if self.config.dna:
+                w = read.softmax(1)[:, :-1]  # (B, k^2, H, W): the last weight is black's
+                k = self.config.dna
+                around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # x_t(x + delta)
+                read = (w * around).sum(1, keepdim=True)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
+            outs.append(read[:, 0])  # (B, H, W): the prediction of frame t + 1
+            last, frame = frame, torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
+        return torch.stack(outs, 1)  # (B, T-1, H, W)
 
 
 def prediction_teacher(batch: int, frames: int, given: int = CONTEXT) -> torch.Tensor:

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from minisora.checkpoint import save_checkpoint
+from einops import rearrange
+
 from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
 from minisora.data import CONTEXT
 from minisora.dit import DiT, get_preset
@@ -15,15 +17,18 @@ from minisora.train import TrainConfig, TrainingClips, build, draw_batch, step_c
 from minisora.sample import objective_of
 
 SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
+DNA = replace(SMALL, dna=3)
+MOTION = replace(DNA, motion=True)
 
 
 def clips(n=2, frames=20, seed=0):
     return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-def test_each_prediction_sees_only_the_frames_before_it():
+@pytest.mark.parametrize("config", [SMALL, DNA, MOTION], ids=["paint", "dna", "dna-motion"])
+def test_each_prediction_sees_only_the_frames_before_it(config):
     torch.manual_seed(0)
-    model, video = ConvLSTM(SMALL), clips()
+    model, video = ConvLSTM(config), clips()
     teacher = torch.ones(2, 19, dtype=torch.bool)  # every input the true frame
     out = model(video, teacher)
     assert out.shape == (2, 19, 16, 16)
@@ -34,9 +39,10 @@ def test_each_prediction_sees_only_the_frames_before_it():
     assert not torch.allclose(after[:, 12:], out[:, 12:])
 
 
-def test_prediction_reads_the_given_frames_only_and_stays_in_range():
+@pytest.mark.parametrize("config", [SMALL, DNA, MOTION], ids=["paint", "dna", "dna-motion"])
+def test_prediction_reads_the_given_frames_only_and_stays_in_range(config):
     torch.manual_seed(0)
-    model, video = ConvLSTM(SMALL), clips()
+    model, video = ConvLSTM(config), clips()
     future = predict(model, video)
     assert future.shape == (2, 20 - CONTEXT, 16, 16) and 0 <= future.min() and future.max() <= 1
     changed = video.clone()
@@ -44,6 +50,34 @@ def test_prediction_reads_the_given_frames_only_and_stays_in_range():
     torch.testing.assert_close(predict(model, changed), future, rtol=0, atol=0)
     assert not torch.allclose(predict(model, video.flip(1)), future)
     assert prediction_teacher(3, 20).sum(1).tolist() == [CONTEXT - 1] * 3
+
+
+def shifted(image, dx):
+    """image moved right by an integer 0 <= dx pixels, zero where it came in."""
+    out = torch.zeros_like(image)
+    out[..., dx:] = image[..., :max(image.shape[-1] - dx, 0)]
+    return out
+
+
+def dna_head(model, logits):
+    """Make the head of a DNA model read ``logits`` (k^2 + 1, H, W) at every step, for every clip."""
+    p = model.config.patch
+    model.head.forward = lambda h: rearrange(logits, "c (h p) (w q) -> (c p q) h w", p=p, q=p).expand(len(h), -1, -1, -1)
+
+
+@pytest.mark.parametrize("given", [CONTEXT, 5])
+def test_dna_moves_each_pixel_from_where_its_weights_point(given):
+    """All weight on the pixel one to the left: the k-th frame after the given ones is the last given frame moved k
+    pixels right; all weight on black: black."""
+    model, video = ConvLSTM(DNA), clips()
+    logits = torch.zeros(DNA.dna ** 2 + 1, 16, 16)
+    logits[DNA.dna * (DNA.dna // 2)] = 50.0  # delta = (0, -1): the row through the centre, its first pixel
+    dna_head(model, logits)
+    future = predict(model, video, given)
+    for k in range(20 - given):
+        torch.testing.assert_close(future[:, k], shifted(video[:, given - 1], k + 1), atol=1e-6, rtol=0)
+    logits.zero_()[-1] = 50.0
+    assert predict(model, video, given).abs().max() < 1e-6
 
 
 def test_draft_clips_keep_the_given_frames_and_draw_the_rest():
@@ -60,16 +94,19 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(kernel=4)
     with pytest.raises(ValueError, match="hidden channels"):
         ConvLSTMConfig(hidden=())
+    with pytest.raises(ValueError, match="dna 0 or odd.*dna=4"):
+        ConvLSTMConfig(dna=4)
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 
 
-def test_exported_weights_load_and_other_files_are_refused(tmp_path):
+@pytest.mark.parametrize("config", [SMALL, MOTION], ids=["paint", "dna-motion"])
+def test_exported_weights_load_and_other_files_are_refused(tmp_path, config):
     torch.manual_seed(0)
-    model = ConvLSTM(SMALL)
-    save_checkpoint({"config": asdict(SMALL), "model": model.state_dict()}, tmp_path / "c.pt")
+    model = ConvLSTM(config)
+    save_checkpoint({"config": asdict(config), "model": model.state_dict()}, tmp_path / "c.pt")
     loaded = load_convlstm(tmp_path / "c.pt")
-    assert loaded.config == SMALL and not loaded.training
+    assert loaded.config == config and not loaded.training
     torch.testing.assert_close(predict(loaded, clips()), predict(model, clips()), rtol=0, atol=0)
     dit = DiT(get_preset("micro"))
     save_checkpoint({"config": asdict(dit.config), "model": dit.state_dict()}, tmp_path / "d.pt")
