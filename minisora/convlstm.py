@@ -16,8 +16,7 @@ it in the step's input frame (and one more weight for black):
     x_{t+1}(x) = sum_{|delta| <= k // 2} w_delta(x) x_t(x + delta),   w(x) = softmax(head(h_t))(x)
 
 Moving MNIST's digits only translate (3.6 px a frame, so k = 9 reaches every step), so the appearance of the next
-frame is already in this one: the narrow hidden state need only say how it moves. With ``motion`` the first layer
-reads the change x_t - x_{t-1} beside x_t, as MCnet's motion encoder does (Villegas et al. 2017, arXiv 1706.08033).
+frame is already in this one: the narrow hidden state need only say how it moves.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ class ConvLSTMConfig:
     kernel: int = 5  # convolution kernel size
     patch: int = 4  # p x p pixels folded into channels
     dna: int = 0  # 0: the head paints the next frame; k: it moves each pixel from the k x k around it (DNA)
-    motion: bool = False  # the first layer also reads the change x_t - x_{t-1} (MCnet's motion input)
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
@@ -74,8 +72,7 @@ class ConvLSTM(nn.Module):
         super().__init__()
         self.config = config
         channels = config.patch ** 2
-        inputs = 2 * channels if config.motion else channels  # x_t, and x_t - x_{t-1} with motion
-        self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
+        self.cells = nn.ModuleList(ConvLSTMCell(channels if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
         self.head = nn.Conv2d(config.hidden[-1], reads * channels, 1, bias=False)
@@ -89,10 +86,8 @@ class ConvLSTM(nn.Module):
         h = [video.new_zeros(b, cell.conv_h.in_channels, height // p, width // p) for cell in self.cells]
         c = [torch.zeros_like(state) for state in h]
         frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
-        last = frame  # x_{t-1}: no change before the first frame
         for t in range(steps - 1):
-            x = torch.cat([frame, frame - last], 1) if self.config.motion else frame  # (B, H, W) or (B, 2H, W)
-            x = rearrange(x, "b (c h p) (w q) -> b (c p q) h w", h=height // p, p=p, q=p)  # (B, p^2 or 2p^2, H/p, W/p)
+            x = rearrange(frame, "b (h p) (w q) -> b (p q) h w", p=p, q=p)  # (B, p^2, H/p, W/p)
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
             read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
@@ -102,7 +97,7 @@ class ConvLSTM(nn.Module):
                 around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # x_t(x + delta)
                 read = (w * around).sum(1, keepdim=True)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
             outs.append(read[:, 0])  # (B, H, W): the prediction of frame t + 1
-            last, frame = frame, torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
+            frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
         return torch.stack(outs, 1)  # (B, T-1, H, W)
 
 

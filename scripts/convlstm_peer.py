@@ -107,8 +107,6 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=4, help="p x p pixels folded into channels")
     p.add_argument("--dna", type=int, default=0, help="0: the head paints the next frame; an odd k: it moves each "
                    "pixel from the k x k around it in the last frame (dynamic neural advection, convlstm.py)")
-    p.add_argument("--motion", action="store_true", help="the first layer also reads the change from the last frame, "
-                   "x_t - x_{t-1} (MCnet's motion input, convlstm.py)")
     p.add_argument("--batch", type=int, default=4, help="clips a step (OpenSTL: 16; the DiT: 4)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's peak learning rate, cosine-decayed to 0 (1e-3 until "
                    "session 33; 3e-3 scored 5 lower at 60 and 294 TFLOP)")
@@ -127,7 +125,7 @@ def main() -> None:
         p.error(f"expected a --patch that divides 64 and a positive --budget-tflop; got --patch {args.patch}, "
                 f"--budget-tflop {args.budget_tflop}")
     try:
-        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch, args.dna, args.motion)
+        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch, args.dna)
     except ValueError as e:
         p.error(str(e))
 
