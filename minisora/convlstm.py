@@ -10,8 +10,8 @@ starts its flow from this blur plus noise instead of from noise alone, and draws
     h_t = sigmoid(o) tanh(c_t)
 
 With ``dna = k`` the head does not paint the next frame's pixels; it says where each comes from. Dynamic neural
-advection (DNA, Finn et al. 2016, arXiv 1605.07157) reads, for every pixel x, a softmax over the k x k pixels around
-it in the step's input frame (and one more weight for black):
+advection (DNA, Finn et al. 2016, arXiv 1605.07157) reads, for every pixel x, a distribution over the k x k pixels
+around it in the step's input frame (here a softmax, with one more weight for black: minisora's, to dim a pixel):
 
     x_{t+1}(x) = sum_{|delta| <= k // 2} w_delta(x) x_t(x + delta),   w(x) = softmax(head(h_t))(x)
 
