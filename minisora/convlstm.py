@@ -65,8 +65,9 @@ class ConvLSTMCell(nn.Module):
 
 class ConvLSTM(nn.Module):
     """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame (or, with
-    ``dna``, where each of its pixels comes from) off the top layer. ``forward`` predicts frames 1..T-1 of ``video``; at step t the input is the true frame t where
-    ``teacher`` (B, T-1) says so (given frames, scheduled sampling) and the model's own prediction elsewhere."""
+    ``dna``, where each of its pixels comes from) off the top layer. ``forward`` predicts frames 1..T-1 of
+    ``video``; at step t the input is the true frame t where ``teacher`` (B, T-1) says so (given frames, scheduled
+    sampling) and the model's own prediction elsewhere."""
 
     def __init__(self, config: ConvLSTMConfig = ConvLSTMConfig()):
         super().__init__()
@@ -93,8 +94,9 @@ class ConvLSTM(nn.Module):
             read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
             if self.config.dna:
                 w = read.softmax(1)[:, :-1]  # (B, k^2, H, W): the last weight is black's
-                k = self.config.dna
-                around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # x_t(x + delta)
+                size = self.config.dna  # k
+                around = F.unfold(frame[:, None], size, padding=size // 2)  # (B, k^2, H W): x_t(x + delta)
+                around = around.view(b, size ** 2, height, width)  # (B, k^2, H, W)
                 read = (w * around).sum(1, keepdim=True)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
             outs.append(read[:, 0])  # (B, H, W): the prediction of frame t + 1
             frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
