@@ -61,8 +61,8 @@ def shifted(image, dx):
 def dna_head(model, logits):
     """Make the head of a DNA model read ``logits`` (k^2 + 1, H, W) at every step, for every clip."""
     p = model.config.patch
-    read = rearrange(logits, "c (h p) (w q) -> (c p q) h w", p=p, q=p)  # what the head's 1x1 conv would give
-    model.head.forward = lambda h: read.expand(len(h), -1, -1, -1)
+    model.head.forward = lambda h: rearrange(  # read when called, so a later change to logits counts
+        logits, "c (h p) (w q) -> (c p q) h w", p=p, q=p).expand(len(h), -1, -1, -1)
 
 
 @pytest.mark.parametrize("given", [CONTEXT, 5])
