@@ -5,10 +5,9 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-
-from minisora.checkpoint import save_checkpoint
 from einops import rearrange
 
+from minisora.checkpoint import save_checkpoint
 from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
 from minisora.data import CONTEXT
 from minisora.dit import DiT, get_preset
