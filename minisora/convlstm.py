@@ -63,6 +63,16 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
+def advect(frame: torch.Tensor, logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Dynamic neural advection: the next frame (B, H, W), each pixel a weighted sum of the k x k pixels around it in
+    ``frame`` (B, H, W), weighted by the softmax of ``logits`` (B, k^2 + 1, H, W) (the last weight is black's; the
+    others run over the offsets row by row)."""
+    b, height, width = frame.shape
+    w = logits.softmax(1)[:, :-1]  # (B, k^2, H, W): w_delta(x)
+    around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # (B, k^2, H, W): x_t(x + delta)
+    return (w * around).sum(1)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
+
+
 class ConvLSTM(nn.Module):
     """Stacked ConvLSTM cells on p x p patches folded into channels; a 1x1 conv reads the next frame (or, with
     ``dna``, where each of its pixels comes from) off the top layer. ``forward`` predicts frames 1..T-1 of
@@ -92,13 +102,7 @@ class ConvLSTM(nn.Module):
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
             read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
-            if self.config.dna:
-                w = read.softmax(1)[:, :-1]  # (B, k^2, H, W): the last weight is black's
-                size = self.config.dna  # k
-                around = F.unfold(frame[:, None], size, padding=size // 2)  # (B, k^2, H W): x_t(x + delta)
-                around = around.view(b, size ** 2, height, width)  # (B, k^2, H, W)
-                read = (w * around).sum(1, keepdim=True)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
-            outs.append(read[:, 0])  # (B, H, W): the prediction of frame t + 1
+            outs.append(advect(frame, read, self.config.dna) if self.config.dna else read[:, 0])  # (B, H, W)
             frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
         return torch.stack(outs, 1)  # (B, T-1, H, W)
 

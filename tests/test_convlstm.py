@@ -344,6 +344,7 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
 
     m = json.loads((DATA_DIR / "convlstm_predict.json").read_text())
     model = load_convlstm(DATA_DIR / "convlstm_predict.pt")
-    assert model.config == ConvLSTMConfig(tuple(m["args"]["hidden"]), m["args"]["kernel"], m["args"]["patch"])
+    args = m["args"]
+    assert model.config == ConvLSTMConfig(tuple(args["hidden"]), args["kernel"], args["patch"], args.get("dna", 0))
     assert sum(w.numel() for w in model.parameters()) == m["parameters"]
     assert m["command"].startswith("python scripts/convlstm_peer.py") and "--export data/convlstm_predict.pt" in m["command"]
