@@ -347,4 +347,5 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     args = m["args"]
     assert model.config == ConvLSTMConfig(tuple(args["hidden"]), args["kernel"], args["patch"], args.get("dna", 0))
     assert sum(w.numel() for w in model.parameters()) == m["parameters"]
-    assert m["command"].startswith("python scripts/convlstm_peer.py") and "--export data/convlstm_predict.pt" in m["command"]
+    assert m["command"].startswith("python scripts/convlstm_peer.py")
+    assert "--export data/convlstm_predict.pt" in m["command"]
