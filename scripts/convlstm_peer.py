@@ -67,7 +67,8 @@ def score(model: ConvLSTM, clips: int, evaluator, batch: int = 50) -> dict:
     predicted = torch.cat([predict(model, truth[i:i + batch]) for i in range(0, clips, batch)])  # (N, 10, H, W)
     model.train()
     true, labels = truth[:, CONTEXT:], [data[j]["labels"].tolist() for j in range(clips)]
-    return {**prediction_metrics(predicted, true), "future_digits": future_digits(evaluator, predicted, true, labels)}
+    return {**prediction_metrics(predicted, true), "future_digits": future_digits(evaluator, predicted, true, labels),
+            "mirrors": model.config.mirrors}
 
 
 def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int = 4, seed: int = 5) -> Path:
@@ -107,6 +108,10 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=4, help="p x p pixels folded into channels")
     p.add_argument("--dna", type=int, default=0, help="0: the head paints the next frame; an odd k: it moves each "
                    "pixel from the k x k around it in the last frame (dynamic neural advection, convlstm.py)")
+    p.add_argument("--mirrors", type=int, default=1, choices=(1, 2, 4),
+                   help="predict (the scores, the export) by the mean future of the clip's 1, 2 or 4 mirror images "
+                        "(left-right, up-down, both), each mirrored back; training is unchanged, so a finished run "
+                        "can be scored and exported again with another value")
     p.add_argument("--batch", type=int, default=4, help="clips a step (OpenSTL: 16; the DiT: 4)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's peak learning rate, cosine-decayed to 0 (1e-3 until "
                    "session 33; 3e-3 scored 5 lower at 60 and 294 TFLOP)")
@@ -125,7 +130,7 @@ def main() -> None:
         p.error(f"expected a --patch that divides 64 and a positive --budget-tflop; got --patch {args.patch}, "
                 f"--budget-tflop {args.budget_tflop}")
     try:
-        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch, args.dna)
+        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch, args.dna, args.mirrors)
     except ValueError as e:
         p.error(str(e))
 
@@ -174,13 +179,16 @@ def main() -> None:
             save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "generator": generator.get_state(), "step": done, "evals": json.dumps(evals),
                              "wall_time_s": time.perf_counter() - began}, ckpt)
+    final = evals[str(steps)]
+    if final.get("mirrors", 1) != config.mirrors:  # a finished run, exported with other mirrors: scored so
+        final = {**final, **score(model, args.clips, evaluator)}
     result = {"args": vars(args), "gflop_per_step": round(flops / 1e9, 3), "steps": steps,
               "parameters": sum(w.numel() for w in model.parameters()),
               "openstl_convlstm": {**OPENSTL, "gflop_per_clip": round(openstl_clip / 1e9, 2),
                                    "pflop_run": round(openstl_clip * OPENSTL["clips"] * OPENSTL["epochs"] / 1e15, 1)},
-              "evals": evals, "wall_time_s": torch.load(ckpt, weights_only=True).get("wall_time_s")}  # None: a run from before it was kept
+              "evals": evals, "final": final, "wall_time_s": torch.load(ckpt, weights_only=True).get("wall_time_s")}  # None: a run from before it was kept
     atomic_write(out / "result.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
-    print(json.dumps(evals[str(steps)]))
+    print(json.dumps(final))
     if args.export:
         save_checkpoint({"config": asdict(config), "model": model.state_dict()}, args.export)
         write_manifest({"command": "python " + " ".join(sys.argv), "code_version": code_version(),

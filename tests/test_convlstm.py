@@ -79,6 +79,20 @@ def test_dna_moves_each_pixel_from_where_its_weights_point(given):
     assert predict(model, video, given).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("mirrors", [1, 2, 4])
+def test_mirrors_make_the_prediction_of_a_mirrored_clip_the_mirrored_prediction(mirrors):
+    """The mean over m mirror images is unchanged by those mirrors (a group average); one model alone is not."""
+    torch.manual_seed(0)
+    model, video = ConvLSTM(replace(DNA, mirrors=mirrors)), clips()
+    future = predict(model, video)
+    for axes, covered in (((-1,), mirrors >= 2), ((-2,), mirrors == 4), ((-2, -1), mirrors == 4)):
+        assert torch.allclose(predict(model, video.flip(axes)), future.flip(axes), atol=1e-6) == covered, axes
+    base = ConvLSTM(DNA)
+    base.load_state_dict(model.state_dict())
+    expected = torch.stack([predict(base, video.flip(a)).flip(a) for a in [(), (-1,), (-2,), (-2, -1)][:mirrors]])
+    torch.testing.assert_close(future, expected.mean(0), atol=1e-6, rtol=0)
+
+
 def test_draft_clips_keep_the_given_frames_and_draw_the_rest():
     torch.manual_seed(0)
     model, video = ConvLSTM(SMALL), clips()[:, None]
@@ -95,6 +109,8 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(hidden=())
     with pytest.raises(ValueError, match="dna 0 or odd.*dna=4"):
         ConvLSTMConfig(dna=4)
+    with pytest.raises(ValueError, match="mirrors 1, 2 or 4.*mirrors=3"):
+        ConvLSTMConfig(mirrors=3)
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 
@@ -345,7 +361,8 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     m = json.loads((DATA_DIR / "convlstm_predict.json").read_text())
     model = load_convlstm(DATA_DIR / "convlstm_predict.pt")
     args = m["args"]
-    assert model.config == ConvLSTMConfig(tuple(args["hidden"]), args["kernel"], args["patch"], args.get("dna", 0))
+    assert model.config == ConvLSTMConfig(tuple(args["hidden"]), args["kernel"], args["patch"], args.get("dna", 0),
+                                          args.get("mirrors", 1))
     assert sum(w.numel() for w in model.parameters()) == m["parameters"]
     assert m["command"].startswith("python scripts/convlstm_peer.py")
     assert "--export data/convlstm_predict.pt" in m["command"]
