@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ROOT, code_version, device_name, write_manifest
 from .config import check_device, check_finite, check_positive, option
-from .convlstm import ConvLSTM, draft_clips, draft_of
+from .convlstm import MIRRORS, ConvLSTM, draft_clips, draft_of
 from .data import CONTEXT, TEST_SET, standard_test_set
 from .diffusion import check_guidance_interval, check_guidance_ramp, check_guidance_rescale
 from .capability_eval import PARTS, capability_table, ink
@@ -92,26 +92,31 @@ def future_digits(evaluator, predicted: torch.Tensor, true: torch.Tensor, labels
 
 def video_prediction(model, codec, objective, num_clips: int, steps: int, batch: int, seed: int,
                      progress: bool, samples: int = 1, frame_guidance: float = 1.0, evaluator=None,
-                     draft: ConvLSTM | None = None, draft_noise: float = 1.0) -> dict:
+                     draft: ConvLSTM | None = None, draft_noise: float = 1.0, mirrors: bool = False) -> dict:
     """10 -> 10 on the first ``num_clips`` clips of the standard test set: the model (one sample), two floors that
     any predictor should beat (copying the last given frame, a black frame) and, with ``samples`` K > 1, the mean
     of K samples: an estimate of the expected future, the prediction that MSE rewards (a sample is a guess at one
     future; regression models like OpenSTL's predict the mean directly). ``mse_per_frame`` follows the model's
     error through the 10 future frames; ``frame_guidance`` w_f > 1 guides towards the 10 given frames. With an
     ``evaluator``, ``future_digits`` reads the sample's future and the true one (:func:`future_digits`). A model
-    trained with ``--draft`` samples from its ``draft`` model's future plus noise (sigma ``draft_noise``)."""
+    trained with ``--draft`` samples from its ``draft`` model's future plus noise (sigma ``draft_noise``). With
+    ``mirrors``, sample k is of the clip's k-th mirror image (``MIRRORS[4]``, cycled), mirrored back: the motion looks
+    the same in a mirror, so each is an honest guess, and their mean averages out what the model does differently
+    in one (test-time augmentation)."""
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame, futures = {name: [] for name in names}, [], []
     for i in tqdm(range(0, num_clips, batch), desc="predict 10 -> 10", unit="batch", disable=not progress):
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
-        drafted = None if draft is None else draft_clips(draft, truth.to(next(draft.parameters()).device))
+        flips = [MIRRORS[4][k % 4] if mirrors else () for k in range(samples)]  # the axes sample k flips
+        drafts = {axes: None if draft is None else draft_clips(draft, truth.flip(axes).to(
+            next(draft.parameters()).device)) for axes in set(flips)}  # each mirror image's drafted clip
         outs = torch.stack([generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps,
-                                     seed=seed + i + k * num_clips, context=truth, known=known,
-                                     frame_guidance=frame_guidance, draft=drafted,
-                                     draft_noise=draft_noise)[:, 0, CONTEXT:].cpu()
-                            for k in range(samples)])  # (K, b, 10, H, W)
+                                     seed=seed + i + k * num_clips, context=truth.flip(axes), known=known,
+                                     frame_guidance=frame_guidance, draft=drafts[axes],
+                                     draft_noise=draft_noise)[:, 0, CONTEXT:].flip(axes).cpu()
+                            for k, axes in enumerate(flips)])  # (K, b, 10, H, W), each mirrored back
         future = truth[:, 0, CONTEXT:]  # (b, 10, H, W)
         preds = {"model": outs[0], "copy_last_frame": truth[:, 0, CONTEXT - 1:CONTEXT], "blank": torch.zeros_like(
             future[:, :1]), **({names[-1]: outs.mean(0)} if samples > 1 else {})}
@@ -152,6 +157,9 @@ class EvalConfig:
     prediction_steps: int = option(25, "sampler steps for prediction")
     prediction_samples: int = option(1, "samples per prediction clip; K > 1 also scores their mean (the expected "
                                         "future, which MSE rewards) beside the first sample")
+    prediction_mirrors: bool = option(False, "sample k of the K draws the future of the clip's k-th mirror image "
+                                             "(none, left-right, up-down, both; convlstm.MIRRORS), mirrored back; the "
+                                             "first sample is unchanged, their mean averages over mirrors")
     draft: str | None = option(None, "prediction: draft the future with this regression model (a ConvLSTM's weights, "
                                      "scripts/convlstm_peer.py --export) instead of the one the run trained with "
                                      "(train --draft); only for a model trained with a draft", metavar="PATH")
@@ -215,10 +223,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # data/dit_tiny.pt, not /home/...
     settings = ("clips", "prediction_clips", "sizes", "capabilities", "capability_parts", "frame_guidance", "expand",
                 "descriptive", "permanence", "guidance", "guidance_interval", "guidance_rescale", "guidance_ramp",
-                "steps", "prediction_steps", "prediction_samples", "seed", "shift", "draft", "draft_noise")
+                "steps", "prediction_steps", "prediction_samples", "prediction_mirrors", "seed", "shift", "draft",
+                "draft_noise")
     unused = ({"capability_parts"} if not cfg.capabilities else set()) | \
         ({"frame_guidance"} if not (cfg.capabilities or prediction_clips) else set()) | \
         ({"draft", "draft_noise"} if not prediction_clips else set()) | \
+        ({"prediction_mirrors"} if not (prediction_clips and cfg.prediction_mirrors) else set()) | \
         ({"guidance_interval"} if cfg.guidance_interval == (0.0, 1.0) else set()) | \
         ({"guidance_rescale"} if not cfg.guidance_rescale else set()) | \
         ({"guidance_ramp"} if not (cfg.guidance_ramp and cfg.capabilities) else set())
@@ -241,7 +251,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         draft, draft_noise = draft_of(train, device, cfg.draft, cfg.draft_noise)
         result["prediction"] = video_prediction(model, codec, objective, prediction_clips, cfg.prediction_steps,
                                                 cfg.batch, seed, progress, cfg.prediction_samples, cfg.frame_guidance,
-                                                evaluator, draft, draft_noise)
+                                                evaluator, draft, draft_noise, cfg.prediction_mirrors)
     result.update(code_version=code_version(), device=device_name(device),
                   wall_time_s=round(time.perf_counter() - started, 1))
     return result

@@ -17,13 +17,15 @@ from minisora.sample import objective_of
 
 SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
 DNA = replace(SMALL, dna=3)
+PROBES = [SMALL, DNA, replace(DNA, coords=True), replace(DNA, cell="st")]  # session 38's probes: CoordConv, PredRNN
+PROBE_IDS = ["paint", "dna", "coords", "st"]
 
 
 def clips(n=2, frames=20, seed=0):
     return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA], ids=["paint", "dna"])
+@pytest.mark.parametrize("config", PROBES, ids=PROBE_IDS)
 def test_each_prediction_sees_only_the_frames_before_it(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -37,7 +39,7 @@ def test_each_prediction_sees_only_the_frames_before_it(config):
     assert not torch.allclose(after[:, 12:], out[:, 12:])
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA], ids=["paint", "dna"])
+@pytest.mark.parametrize("config", PROBES, ids=PROBE_IDS)
 def test_prediction_reads_the_given_frames_only_and_stays_in_range(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -111,6 +113,10 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(dna=4)
     with pytest.raises(ValueError, match="mirrors 1, 2 or 4.*mirrors=3"):
         ConvLSTMConfig(mirrors=3)
+    with pytest.raises(ValueError, match="cell 'lstm' or 'st'.*cell='gru'"):
+        ConvLSTMConfig(cell="gru")
+    with pytest.raises(ValueError, match=r"equal hidden channels.*\(4, 8\)"):
+        ConvLSTM(ConvLSTMConfig(hidden=(4, 8), cell="st"))
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 

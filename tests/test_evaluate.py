@@ -106,6 +106,22 @@ def test_prediction_mean_of_samples_scores_their_average(micro_run):
     assert two["mean_of_2_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])), rel=1e-4)
 
 
+def test_prediction_mirrors_draw_each_sample_from_a_mirror_image_mirrored_back(micro_run):
+    model, settings = load_dit(micro_run)
+    args = dict(num_clips=3, steps=1, batch=3, seed=0, progress=False, samples=4)
+    mirrored = video_prediction(model, VideoCodec("frame"), objective_of(settings), mirrors=True, **args)
+    plain = video_prediction(model, VideoCodec("frame"), objective_of(settings), **args)
+    assert mirrored["model"] == plain["model"]  # the first sample is of the clip itself
+    truth = torch.stack([standard_test_set()[i]["video"] for i in range(3)])  # (3, 1, 20, H, W)
+    draws = [generate(model, VideoCodec("frame"), [None] * 3, objective_of(settings), guidance=1.0, steps=1,
+                      seed=3 * k, context=truth.flip(axes), known=torch.arange(20) < 10)[:, 0, 10:].flip(axes)
+             for k, axes in enumerate([(), (-1,), (-2,), (-2, -1)])]
+    mean = torch.stack(draws).mean(0)
+    assert mirrored["mean_of_4_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])),
+                                                                 rel=1e-4)
+    assert mirrored["mean_of_4_samples"]["mse"] != pytest.approx(plain["mean_of_4_samples"]["mse"], rel=1e-4)
+
+
 def test_prediction_reads_the_digits_of_the_sampled_and_the_true_future(micro_run):
     model, settings = load_dit(micro_run)
     result = video_prediction(model, VideoCodec("frame"), objective_of(settings), num_clips=6, steps=1, batch=3,
