@@ -18,6 +18,10 @@ around it in the step's input frame (here a softmax, with one more weight for bl
 Moving MNIST's digits only translate (3.6 px a frame, so k = 9 reaches every step), so the appearance of the next
 frame is already in this one: the narrow hidden state need only say how it moves.
 
+With ``coords`` the first layer also reads each cell's row and column in [-1, 1] (CoordConv, Liu et al. 2018, arXiv
+1807.03247). A convolution sees the same thing anywhere, but a digit bounces off the walls: where it is decides its
+future. Zero padding tells only the cells near a border; the two channels tell every cell, at 2% more FLOPs.
+
 With ``mirrors = m`` (2 or 4) ``predict`` averages the model's futures of the clip's m mirror images (left-right, then
 up-down and both), each mirrored back: the protocol's motion looks the same in a mirror (uniform direction, walls on
 all sides), so each is an honest prediction, and the mean of m predictions is never farther from the truth in MSE
@@ -49,17 +53,14 @@ class ConvLSTMConfig:
     dna: int = 0  # 0: the head paints the next frame; k: it moves each pixel from the k x k around it (DNA)
     mirrors: int = 1  # predict: the mean future of the clip's 1, 2 or 4 mirror images, each mirrored back
     coords: bool = False  # the first layer also reads each cell's position (CoordConv): where the walls are
-    cell: str = "lstm"  # "lstm": ConvLSTM cells; "st": PredRNN's spatiotemporal LSTM cells (a zigzag memory)
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
         if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1 or (
-                self.dna and (self.dna < 1 or self.dna % 2 == 0)) or self.mirrors not in MIRRORS or (
-                self.cell not in ("lstm", "st")):
-            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd, "
-                             f"mirrors 1, 2 or 4 and cell 'lstm' or 'st'; got hidden={self.hidden}, "
-                             f"kernel={self.kernel}, patch={self.patch}, dna={self.dna}, mirrors={self.mirrors}, "
-                             f"cell={self.cell!r}")
+                self.dna and (self.dna < 1 or self.dna % 2 == 0)) or self.mirrors not in MIRRORS:
+            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd and "
+                             f"mirrors 1, 2 or 4; got hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}, "
+                             f"dna={self.dna}, mirrors={self.mirrors}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -75,30 +76,6 @@ class ConvLSTMCell(nn.Module):
         c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)  # c_t = f * c_{t-1} + i * g, forget bias 1
         h = torch.sigmoid(o) * torch.tanh(c)  # h_t = o * tanh(c_t)
         return h, c
-
-
-class SpatioTemporalCell(nn.Module):
-    """PredRNN's spatiotemporal LSTM (Wang et al. 2017): a ConvLSTM cell beside a second memory M that flows up the
-    layers and from the top layer to the bottom one at the next step (the zigzag)."""
-
-    def __init__(self, channels: int, hidden: int, kernel: int):
-        super().__init__()
-        pad = kernel // 2
-        self.conv_x = nn.Conv2d(channels, 7 * hidden, kernel, padding=pad)
-        self.conv_h = nn.Conv2d(hidden, 4 * hidden, kernel, padding=pad, bias=False)
-        self.conv_m = nn.Conv2d(hidden, 3 * hidden, kernel, padding=pad, bias=False)
-        self.conv_o = nn.Conv2d(2 * hidden, hidden, kernel, padding=pad, bias=False)
-        self.conv_last = nn.Conv2d(2 * hidden, hidden, 1, bias=False)
-
-    def forward(self, x, h, c, m):
-        xi, xf, xg, xi_, xf_, xg_, xo = self.conv_x(x).chunk(7, dim=1)  # each (B, hidden, H, W)
-        hi, hf, hg, ho = self.conv_h(h).chunk(4, dim=1)
-        mi, mf, mg = self.conv_m(m).chunk(3, dim=1)
-        c = torch.sigmoid(xf + hf + 1.0) * c + torch.sigmoid(xi + hi) * torch.tanh(xg + hg)  # the temporal memory
-        m = torch.sigmoid(xf_ + mf + 1.0) * m + torch.sigmoid(xi_ + mi) * torch.tanh(xg_ + mg)  # the spatiotemporal
-        cm = torch.cat([c, m], 1)  # (B, 2 hidden, H, W)
-        h = torch.sigmoid(xo + ho + self.conv_o(cm)) * torch.tanh(self.conv_last(cm))
-        return h, c, m
 
 
 def advect(frame: torch.Tensor, logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -121,11 +98,8 @@ class ConvLSTM(nn.Module):
         super().__init__()
         self.config = config
         channels = config.patch ** 2
-        if config.cell == "st" and len(set(config.hidden)) > 1:
-            raise ValueError(f"expected equal hidden channels in every layer for cell 'st', got {config.hidden}")
-        Cell = SpatioTemporalCell if config.cell == "st" else ConvLSTMCell
-        self.cells = nn.ModuleList(Cell(channels + 2 * config.coords if k == 0 else config.hidden[k - 1], width,
-                                        config.kernel)
+        inputs = channels + 2 * config.coords  # the first layer's: the patch's pixels (and the cell's row and column)
+        self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
         self.head = nn.Conv2d(config.hidden[-1], reads * channels, 1, bias=False)
@@ -138,7 +112,6 @@ class ConvLSTM(nn.Module):
         b, steps, height, width = video.shape
         h = [video.new_zeros(b, cell.conv_h.in_channels, height // p, width // p) for cell in self.cells]
         c = [torch.zeros_like(state) for state in h]
-        m = torch.zeros_like(h[0])  # PredRNN's zigzag memory
         grid = torch.meshgrid(torch.linspace(-1, 1, height // p), torch.linspace(-1, 1, width // p), indexing="ij")
         coords = torch.stack(grid).to(video).expand(b, -1, -1, -1)  # (B, 2, H/p, W/p): each cell's row and column
         frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
@@ -147,10 +120,7 @@ class ConvLSTM(nn.Module):
             if self.config.coords:
                 x = torch.cat([x, coords], 1)  # (B, p^2 + 2, H/p, W/p)
             for k, cell in enumerate(self.cells):
-                if self.config.cell == "st":  # M climbs the layers, then goes from the top to the bottom at t + 1
-                    h[k], c[k], m = cell(x if k == 0 else h[k - 1], h[k], c[k], m)
-                else:
-                    h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
+                h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
             read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
             outs.append(advect(frame, read, self.config.dna) if self.config.dna else read[:, 0])  # (B, H, W)
             frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
