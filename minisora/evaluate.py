@@ -125,7 +125,7 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
             scores[name].append([len(future), *prediction_metrics(pred, future).values()])
         per_frame.append((outs[0] - future).pow(2).sum((-2, -1)).sum(0))  # (10,) summed over the batch's clips
         futures.append(torch.stack([outs[0], future]))  # (2, b, 10, H, W): the sample's future, the true one
-    result = {"clips": num_clips, "samples": samples}
+    result = {"clips": num_clips, "samples": samples, **({"mirrors": True} if mirrors else {})}
     for name, rows in scores.items():
         rows = np.array(rows)
         mean = (rows[:, 1:] * rows[:, :1]).sum(0) / rows[:, 0].sum()  # every clip weighs the same
@@ -308,7 +308,8 @@ def format_table(result: dict) -> str:
                   "| predictor | MSE | MAE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
         for name in [k for k in p if isinstance(p[k], dict) and "mse" in p[k]]:
             s = p[name]
-            lines.append(f"| {name.replace('_', ' ')} | {s['mse']:.2f} | {s['mae']:.2f} | {s['ssim']:.3f} | {s['psnr']:.2f} |")
+            label = name.replace('_', ' ') + (" of mirror images" if name.startswith("mean") and p.get("mirrors") else "")
+            lines.append(f"| {label} | {s['mse']:.2f} | {s['mae']:.2f} | {s['ssim']:.3f} | {s['psnr']:.2f} |")
         if "future_digits" in p:
             f = p["future_digits"]
             lines.append(f"Digits of the future read as the clip's (of readable clips; model / truth): "
