@@ -106,10 +106,10 @@ def video_prediction(model, codec, objective, num_clips: int, steps: int, batch:
     data = standard_test_set()
     names = ["model", "copy_last_frame", "blank"] + ([f"mean_of_{samples}_samples"] if samples > 1 else [])
     scores, per_frame, futures = {name: [] for name in names}, [], []
+    flips = [MIRRORS[4][k % 4] if mirrors else () for k in range(samples)]  # the axes sample k flips
     for i in tqdm(range(0, num_clips, batch), desc="predict 10 -> 10", unit="batch", disable=not progress):
         truth = torch.stack([data[j]["video"] for j in range(i, min(i + batch, num_clips))])  # (b, 1, 20, H, W)
         known = torch.arange(truth.shape[2]) < CONTEXT
-        flips = [MIRRORS[4][k % 4] if mirrors else () for k in range(samples)]  # the axes sample k flips
         drafts = {axes: None if draft is None else draft_clips(draft, truth.flip(axes).to(
             next(draft.parameters()).device)) for axes in set(flips)}  # each mirror image's drafted clip
         outs = torch.stack([generate(model, codec, [None] * len(truth), objective, guidance=1.0, steps=steps,
@@ -196,6 +196,9 @@ class EvalConfig:
             if getattr(self, name) < 0 or getattr(self, name) == 1:
                 raise ValueError(f"{name} must be 0 (skip) or at least 2 clips, got {getattr(self, name)}")
         check_positive(self, "steps", "prediction_steps", "prediction_samples", "batch")
+        if self.prediction_mirrors and self.prediction_samples < 2:
+            raise ValueError(f"prediction_mirrors draws samples 2..K from mirror images and needs prediction_samples "
+                             f">= 2, got {self.prediction_samples}")
         if not self.capability_parts or not set(self.capability_parts) <= set(PARTS):
             raise ValueError(f"capability_parts must be some of {PARTS}, got {self.capability_parts}")
         check_finite(self, "guidance", at_least=0.0)

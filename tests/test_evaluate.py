@@ -9,7 +9,7 @@ import torch
 
 from minisora.cli import main
 from minisora.data import standard_test_set
-from minisora.evaluate import format_table, real_clips, video_prediction
+from minisora.evaluate import EvalConfig, format_table, real_clips, video_prediction
 from minisora.evaluator import clip_scores, digit_scores, prompts_for, read_clips
 from minisora.evaluator import load_evaluator
 from minisora.metrics import frechet_distance, mse_per_frame
@@ -120,6 +120,8 @@ def test_prediction_mirrors_draw_each_sample_from_a_mirror_image_mirrored_back(m
     assert mirrored["mean_of_4_samples"]["mse"] == pytest.approx(float(mse_per_frame(mean, truth[:, 0, 10:])),
                                                                  rel=1e-4)
     assert mirrored["mean_of_4_samples"]["mse"] != pytest.approx(plain["mean_of_4_samples"]["mse"], rel=1e-4)
+    with pytest.raises(ValueError, match="needs prediction_samples >= 2, got 1"):
+        EvalConfig(prediction_mirrors=True)
 
 
 def test_prediction_reads_the_digits_of_the_sampled_and_the_true_future(micro_run):
