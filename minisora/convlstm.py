@@ -112,8 +112,9 @@ class ConvLSTM(nn.Module):
         b, steps, height, width = video.shape
         h = [video.new_zeros(b, cell.conv_h.in_channels, height // p, width // p) for cell in self.cells]
         c = [torch.zeros_like(state) for state in h]
-        grid = torch.meshgrid(torch.linspace(-1, 1, height // p), torch.linspace(-1, 1, width // p), indexing="ij")
-        coords = torch.stack(grid).to(video).expand(b, -1, -1, -1)  # (B, 2, H/p, W/p): each cell's row and column
+        if self.config.coords:
+            grid = torch.meshgrid(torch.linspace(-1, 1, height // p), torch.linspace(-1, 1, width // p), indexing="ij")
+            coords = torch.stack(grid).to(video).expand(b, -1, -1, -1)  # (B, 2, H/p, W/p): each cell's row and column
         frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
         for t in range(steps - 1):
             x = rearrange(frame, "b (h p) (w q) -> b (p q) h w", p=p, q=p)  # (B, p^2, H/p, W/p)
