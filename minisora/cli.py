@@ -16,7 +16,7 @@ from typing import Callable
 
 from .bench import BenchConfig, run_bench
 from .capabilities import SampleConfig, sample_from_checkpoint, save_clips
-from .config import add_config_flags, config_from
+from .config import HelpFormatter, add_config_flags, config_from
 from .data import DataConfig, export
 from .dit import PRESETS
 from .evaluate import EvalConfig, evaluate, format_table, record_in_manifest, write_result
@@ -160,13 +160,6 @@ COMMANDS = {
         "backward, AdamW) of a small NaViT for each layout and attention backend. train: the speed of a DiT "
         "training step for each preset (steps/s, clips/s, TFLOP/s)."),
 }
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Each flag's help with its default, except a default of None: the help says what happens then."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,13 @@ def option(default, help: str, **cli):
 REQUIRED = dataclasses.MISSING
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's help with its default, except a default of None: the help says what happens then."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def add_config_flags(p: argparse.ArgumentParser, config_class) -> None:
     """One flag per field of a config dataclass, from its type, default and ``metadata`` (help, choices, metavar):
     ``batch_size: int`` -> ``--batch-size N``, ``tuple[int, ...]`` -> several values, ``bool`` -> ``--x/--no-x``,

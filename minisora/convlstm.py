@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import load_model
+from .config import option
 from .data import CONTEXT
 
 
@@ -47,12 +48,17 @@ MIRRORS = {1: [()], 2: [(), (-1,)], 4: [(), (-1,), (-2,), (-2, -1)]}  # the axes
 
 @dataclass
 class ConvLSTMConfig:
-    hidden: tuple[int, ...] = (16, 16, 16)  # channels of each layer (OpenSTL: four of 128)
-    kernel: int = 5  # convolution kernel size
-    patch: int = 4  # p x p pixels folded into channels
-    dna: int = 0  # 0: the head paints the next frame; k: it moves each pixel from the k x k around it (DNA)
-    mirrors: int = 1  # predict: the mean future of the clip's 1, 2 or 4 mirror images, each mirrored back
-    coords: bool = False  # the first layer also reads each cell's position (CoordConv): where the walls are
+    hidden: tuple[int, ...] = option((16, 16, 16), "channels of each ConvLSTM layer (OpenSTL: four of 128; 16 beat 32 "
+                                     "and 64 at 60 TFLOP)")
+    kernel: int = option(5, "convolution kernel size (odd)")
+    patch: int = option(4, "p x p pixels folded into channels")
+    dna: int = option(0, "0: the head paints the next frame; an odd k: it moves each pixel from the k x k around it "
+                      "in the step's input frame (dynamic neural advection)")
+    mirrors: int = option(1, "predict by the mean future of the clip's 1, 2 or 4 mirror images (left-right, up-down, "
+                          "both), each mirrored back; training is unchanged, so a finished run can be scored and "
+                          "exported again with another value", choices=tuple(MIRRORS))
+    coords: bool = option(False, "the first layer also reads each cell's row and column (CoordConv), so every cell "
+                          "knows where the walls are")
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)

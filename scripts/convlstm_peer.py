@@ -22,7 +22,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from minisora.checkpoint import atomic_write, code_version, device_name, save_checkpoint, write_manifest
+from minisora.config import (HelpFormatter, add_config_flags, check_finite, check_positive, check_probability,
+                             config_from, option)
 from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, draft_of, predict, prediction_teacher
 from minisora.data import CONTEXT, MovingMNIST, load_digits, standard_test_set
 from minisora.evaluate import future_digits, prediction_metrics
@@ -96,61 +98,63 @@ def figure(model: ConvLSTM, dit_path: str, clips: int, path: Path, samples: int 
     return path
 
 
+@dataclass
+class PeerConfig:
+    """How the peer is trained and scored; the model's own settings are ``ConvLSTMConfig``'s flags."""
+    out: str | None = option(None, "run folder (ckpt.pt, result.json); run again to resume", required=True)
+    budget_tflop: float = option(60.0, "training FLOPs in TFLOP, counted as the DiT's are")
+    evals: tuple[float, ...] = option((0.25, 0.5), "also score the model at these shares of the budget (the end is "
+                                      "always scored)", nargs="*")
+    batch: int = option(4, "clips a step (OpenSTL: 16; the DiT: 4)")
+    lr: float = option(3e-3, "Adam's peak learning rate, cosine-decayed to 0 (1e-3 until session 33; 3e-3 scored 5 "
+                       "lower at 60 and 294 TFLOP)")
+    sampling_until: float = option(0.5, "share of the steps over which scheduled sampling's eta falls from 1 to 0")
+    clips: int = option(100, "standard test clips to score on")
+    seed: int = option(0, "seed of the training clips, the weights and the sampling")
+    figure: str | None = option(None, "also draw the future of the first test clips (truth, ConvLSTM, the DiT's "
+                                "sample and mean of 4) to this PNG, after training")
+    figure_clips: int = option(2, "test clips in the figure")
+    dit: str = option("data/dit_predict.pt", "the DiT in the figure")
+    export: str | None = option(None, "after training, write the weights to this file (e.g. data/convlstm_predict.pt, "
+                                "the draft of `train --draft`) with a manifest beside it (.json)")
+
+    def __post_init__(self):
+        self.out = str(Path(self.out).expanduser())
+        check_finite(self, "budget_tflop", above=0)
+        check_positive(self, "batch", "clips", "figure_clips")
+        check_finite(self, "sampling_until", above=0)
+        check_probability(self, "sampling_until")
+        if not all(0 < share <= 1 for share in self.evals):
+            raise ValueError(f"expected --evals shares in (0, 1]; got {list(self.evals)}")
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="run folder (ckpt.pt, result.json); run again to resume")
-    p.add_argument("--budget-tflop", type=float, default=60.0, help="training FLOPs, counted as the DiT's are")
-    p.add_argument("--evals", type=float, nargs="*", default=[0.25, 0.5],
-                   help="also score the model at these shares of the budget (the end is always scored)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[16, 16, 16],
-                   help="channels of each ConvLSTM layer (16 beat 32 and 64 at 60 TFLOP)")
-    p.add_argument("--kernel", type=int, default=5, help="convolution kernel size")
-    p.add_argument("--patch", type=int, default=4, help="p x p pixels folded into channels")
-    p.add_argument("--dna", type=int, default=0, help="0: the head paints the next frame; an odd k: it moves each "
-                   "pixel from the k x k around it in the last frame (dynamic neural advection, convlstm.py)")
-    p.add_argument("--mirrors", type=int, default=1, choices=(1, 2, 4),
-                   help="predict (the scores, the export) by the mean future of the clip's 1, 2 or 4 mirror images "
-                        "(left-right, up-down, both), each mirrored back; training is unchanged, so a finished run "
-                        "can be scored and exported again with another value")
-    p.add_argument("--coords", action="store_true", help="the first layer also reads each cell's row and column "
-                   "(CoordConv), so every cell knows where the walls are (3.6 lower at 60 TFLOP over two seeds)")
-    p.add_argument("--batch", type=int, default=4, help="clips a step (OpenSTL: 16; the DiT: 4)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam's peak learning rate, cosine-decayed to 0 (1e-3 until "
-                   "session 33; 3e-3 scored 5 lower at 60 and 294 TFLOP)")
-    p.add_argument("--sampling-until", type=float, default=0.5,
-                   help="share of the steps over which scheduled sampling's eta falls from 1 to 0")
-    p.add_argument("--clips", type=int, default=100, help="standard test clips to score on")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training clips, the weights and the sampling")
-    p.add_argument("--figure", help="also draw the future of the first test clips (truth, ConvLSTM, the DiT's sample "
-                                    "and mean of 4) to this PNG, after training")
-    p.add_argument("--figure-clips", type=int, default=2, help="test clips in the figure")
-    p.add_argument("--dit", default="data/dit_predict.pt", help="the DiT in the figure")
-    p.add_argument("--export", help="after training, write the weights to this file (e.g. data/convlstm_predict.pt, "
-                                    "the draft of `train --draft`) with a manifest beside it (.json)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    add_config_flags(p, ConvLSTMConfig)
+    add_config_flags(p, PeerConfig)
     args = p.parse_args()
-    if 64 % args.patch or args.budget_tflop <= 0:
-        p.error(f"expected a --patch that divides 64 and a positive --budget-tflop; got --patch {args.patch}, "
-                f"--budget-tflop {args.budget_tflop}")
     try:
-        config = ConvLSTMConfig(tuple(args.hidden), args.kernel, args.patch, args.dna, args.mirrors, args.coords)
+        config, run = config_from(args, ConvLSTMConfig), config_from(args, PeerConfig)
+        if 64 % config.patch:
+            raise ValueError(f"expected a --patch that divides the 64-pixel frames; got {config.patch}")
     except ValueError as e:
         p.error(str(e))
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(run.seed)
     model = ConvLSTM(config)
-    flops = step_flops(model, args.batch)
-    steps = math.ceil(args.budget_tflop * 1e12 / flops)
+    flops = step_flops(model, run.batch)
+    steps = math.ceil(run.budget_tflop * 1e12 / flops)
     openstl = ConvLSTM(ConvLSTMConfig(OPENSTL["hidden"], OPENSTL["kernel"], OPENSTL["patch"]))
     openstl_clip = step_flops(openstl, 1)
-    print(f"{flops / 1e9:.2f} GFLOP a step of {args.batch} clips (counted) -> {steps} steps for {args.budget_tflop} "
+    print(f"{flops / 1e9:.2f} GFLOP a step of {run.batch} clips (counted) -> {steps} steps for {run.budget_tflop} "
           f"TFLOP; OpenSTL's ConvLSTM: {openstl_clip / 1e9:.1f} GFLOP a clip, "
           f"{openstl_clip * OPENSTL['clips'] * OPENSTL['epochs'] / 1e15:.0f} PFLOP for its run")
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=run.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(  # 100 steps of warm-up, then cosine decay
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    out = Path(args.out).expanduser()
+    out = Path(run.out)
     ckpt, start, evals, wall = out / "ckpt.pt", 0, {}, 0.0
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(run.seed)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
@@ -158,14 +162,14 @@ def main() -> None:
         sched.load_state_dict(state["sched"])
         generator.set_state(state["generator"])
         start, evals, wall = state["step"], json.loads(state["evals"]), state.get("wall_time_s", 0.0)
-    data = MovingMNIST("train", 2**31 - 1, seed=args.seed, digits=load_digits("train", "mnist5k"), num_digits=2)
+    data = MovingMNIST("train", 2**31 - 1, seed=run.seed, digits=load_digits("train", "mnist5k"), num_digits=2)
     evaluator = load_evaluator()
-    marks = {math.ceil(share * steps) for share in args.evals} | {steps}
+    marks = {math.ceil(share * steps) for share in run.evals} | {steps}
     losses, began = [], time.perf_counter() - wall
     for step in tqdm(range(start, steps), initial=start, total=steps, desc="ConvLSTM", unit="step"):
-        video = torch.stack([data[i]["video"][0] for i in range(step * args.batch, (step + 1) * args.batch)])
-        eta = max(0.0, 1 - step / (args.sampling_until * steps))
-        pred = model(video, sampled_teacher(args.batch, video.shape[1], eta, generator))
+        video = torch.stack([data[i]["video"][0] for i in range(step * run.batch, (step + 1) * run.batch)])
+        eta = max(0.0, 1 - step / (run.sampling_until * steps))
+        pred = model(video, sampled_teacher(run.batch, video.shape[1], eta, generator))
         loss = (pred - video[:, 1:]).pow(2).mean()  # MSE of every next frame, as OpenSTL trains it
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,7 +179,7 @@ def main() -> None:
         done = step + 1
         if done in marks:
             evals[str(done)] = {"tflop": round(done * flops / 1e12, 1), "train_loss": float(np.mean(losses[-100:])),
-                                **score(model, args.clips, evaluator)}
+                                **score(model, run.clips, evaluator)}
             print(json.dumps(evals[str(done)]))
         if done % 100 == 0 or done in marks:
             save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -183,7 +187,7 @@ def main() -> None:
                              "wall_time_s": time.perf_counter() - began}, ckpt)
     final = evals[str(steps)]
     if final.get("mirrors", 1) != config.mirrors:  # a finished run, exported with other mirrors: scored so
-        final = {**final, **score(model, args.clips, evaluator)}
+        final = {**final, **score(model, run.clips, evaluator)}
     result = {"args": vars(args), "gflop_per_step": round(flops / 1e9, 3), "steps": steps,
               "parameters": sum(w.numel() for w in model.parameters()),
               "openstl_convlstm": {**OPENSTL, "gflop_per_clip": round(openstl_clip / 1e9, 2),
@@ -191,13 +195,13 @@ def main() -> None:
               "evals": evals, "final": final, "wall_time_s": torch.load(ckpt, weights_only=True).get("wall_time_s")}  # None: a run from before it was kept
     atomic_write(out / "result.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     print(json.dumps(final))
-    if args.export:
-        save_checkpoint({"config": asdict(config), "model": model.state_dict()}, args.export)
+    if run.export:
+        save_checkpoint({"config": asdict(config), "model": model.state_dict()}, run.export)
         write_manifest({"command": "python " + " ".join(sys.argv), "code_version": code_version(),
-                        "device": device_name("cpu"), **result}, Path(args.export).with_suffix(".json"))
-        print(f"wrote {args.export}")
-    if args.figure:
-        print(f"wrote {figure(model, args.dit, args.figure_clips, Path(args.figure))}")
+                        "device": device_name("cpu"), **result}, Path(run.export).with_suffix(".json"))
+        print(f"wrote {run.export}")
+    if run.figure:
+        print(f"wrote {figure(model, run.dit, run.figure_clips, Path(run.figure))}")
 
 
 if __name__ == "__main__":

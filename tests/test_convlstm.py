@@ -1,7 +1,10 @@
 """The ConvLSTM regression model and the draft it gives the DiT (--draft): causality, shapes, loading, errors,
 and that the draft moves the start of the flow of the prediction clips' future and nothing else."""
 
-from dataclasses import asdict, replace
+import subprocess
+import sys
+from dataclasses import asdict, fields, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -372,8 +375,22 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     m = json.loads((DATA_DIR / "convlstm_predict.json").read_text())
     model = load_convlstm(DATA_DIR / "convlstm_predict.pt")
     args = m["args"]
-    assert model.config == ConvLSTMConfig(tuple(args["hidden"]), args["kernel"], args["patch"], args.get("dna", 0),
-                                          args.get("mirrors", 1))
+    assert model.config == ConvLSTMConfig(**{f.name: args[f.name] for f in fields(ConvLSTMConfig) if f.name in args})
     assert sum(w.numel() for w in model.parameters()) == m["parameters"]
     assert m["command"].startswith("python scripts/convlstm_peer.py")
     assert "--export data/convlstm_predict.pt" in m["command"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--kernel", "4"], "an odd kernel"),  # ConvLSTMConfig's own check, reached through the flags made from it
+    (["--patch", "5"], "divides the 64-pixel frames"),
+    (["--mirrors", "3"], "invalid choice"),
+    (["--budget-tflop", "0"], "budget_tflop must be a finite number > 0"),
+    (["--evals", "0", "0.5"], "shares in (0, 1]"),
+])
+def test_the_peer_script_rejects_bad_settings_in_one_line(tmp_path, flags, message):
+    script = Path(__file__).parents[1] / "scripts" / "convlstm_peer.py"
+    out = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "run"), *flags],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()  # nothing trained
