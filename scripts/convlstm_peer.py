@@ -119,6 +119,8 @@ class PeerConfig:
                                 "the draft of `train --draft`) with a manifest beside it (.json)")
 
     def __post_init__(self):
+        if not self.out:
+            raise ValueError(f"expected a run folder for out, got {self.out!r}")
         self.out = str(Path(self.out).expanduser())
         check_finite(self, "budget_tflop", above=0)
         check_positive(self, "batch", "clips", "figure_clips")
