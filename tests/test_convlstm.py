@@ -1,6 +1,7 @@
 """The ConvLSTM regression model and the draft it gives the DiT (--draft): causality, shapes, loading, errors,
 and that the draft moves the start of the flow of the prediction clips' future and nothing else."""
 
+import math
 import subprocess
 import sys
 from dataclasses import asdict, fields, replace
@@ -387,6 +388,8 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     (["--mirrors", "3"], "invalid choice"),
     (["--budget-tflop", "0"], "budget_tflop must be a finite number > 0"),
     (["--evals", "0", "0.5"], "shares in (0, 1]"),
+    (["--batch", "4", "0"], "--batch sizes >= 1"),
+    (["--ema", "0.999", "1"], "--ema decays in (0, 1)"),
 ])
 def test_the_peer_script_rejects_bad_settings_in_one_line(tmp_path, flags, message):
     script = Path(__file__).parents[1] / "scripts" / "convlstm_peer.py"
@@ -394,3 +397,27 @@ def test_the_peer_script_rejects_bad_settings_in_one_line(tmp_path, flags, messa
                          capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()  # nothing trained
+
+
+def test_the_peer_script_ramps_the_batch_and_exports_its_moving_average(tmp_path):
+    """--batch 1 2 spends half the budget on steps of one clip, then half on steps of two; --ema scores a moving
+    average beside the weights at every mark, and the first is the model that is scored last and exported."""
+    import json
+    script = Path(__file__).parents[1] / "scripts" / "convlstm_peer.py"
+    run, export = tmp_path / "run", tmp_path / "peer.pt"
+    flags = ["--hidden", "4", "--kernel", "3", "--dna", "3", "--batch", "1", "2", "--ema", "0.9", "0.5", "--evals",
+             "0.5", "--clips", "2", "--budget-tflop", "0.004", "--out", str(run), "--export", str(export)]
+    subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, check=True)
+    result = json.loads((run / "result.json").read_text())
+    clip = result["gflop_per_step"] * 1e9  # of the first step: one clip
+    ones, twos = (math.ceil(0.004e12 / 2 / (clip * b)) for b in (1, 2))
+    assert result["steps"] == ones + twos
+    assert list(result["evals"]) == [str(ones), str(ones + twos)]  # half the clips, then all
+    for mark in result["evals"].values():
+        assert set(mark["ema"]) == {"0.9", "0.5"} and all(ema["mse"] > 0 for ema in mark["ema"].values())
+    last = result["evals"][str(ones + twos)]
+    assert result["final"]["mse"] == last["ema"]["0.9"]["mse"] != last["mse"]
+    state = torch.load(run / "ckpt.pt", weights_only=True)
+    exported = torch.load(export, weights_only=True)["model"]
+    assert all(torch.equal(exported[k], state["ema"]["0.9"][k]) for k in exported)
+    assert not all(torch.equal(exported[k], state["model"][k]) for k in exported)
