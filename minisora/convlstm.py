@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 from torch.nn import functional as F
 
@@ -61,18 +61,16 @@ class ConvLSTMConfig:
                           "knows where the walls are")
     dna_cells: bool = option(False, "with dna: one k x k kernel for each p x p cell, shared by its pixels, instead of "
                              "one for each pixel (a rigid digit moves as one; a cheaper head)")
-    cdna: int = option(0, "with dna: N > 0 kernels for the whole frame, each from the cells a spatial softmax picks, "
-                       "and a mask per pixel over them and black (CDNA, Finn et al. 2016), instead of one per pixel")
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
         if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1 or (
                 self.dna and (self.dna < 1 or self.dna % 2 == 0)) or self.mirrors not in MIRRORS or (
-                (self.dna_cells or self.cdna) and not self.dna) or self.cdna < 0 or (self.dna_cells and self.cdna):
+                self.dna_cells and not self.dna):
             raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd and "
-                             f"mirrors 1, 2 or 4, dna_cells or cdna >= 0 (one) with dna; got hidden={self.hidden}, "
+                             f"mirrors 1, 2 or 4, and dna_cells only with dna; got hidden={self.hidden}, "
                              f"kernel={self.kernel}, patch={self.patch}, dna={self.dna}, mirrors={self.mirrors}, "
-                             f"dna_cells={self.dna_cells}, cdna={self.cdna}")
+                             f"dna_cells={self.dna_cells}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -90,12 +88,12 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
-def advect(frame: torch.Tensor, logits: torch.Tensor, k: int, normalized: bool = False) -> torch.Tensor:
+def advect(frame: torch.Tensor, logits: torch.Tensor, k: int) -> torch.Tensor:
     """Dynamic neural advection: the next frame (B, H, W), each pixel a weighted sum of the k x k pixels around it in
     ``frame`` (B, H, W), weighted by the softmax of ``logits`` (B, k^2 + 1, H, W) (the last weight is black's; the
-    others run over the offsets row by row), or by ``logits`` themselves if ``normalized``."""
+    others run over the offsets row by row)."""
     b, height, width = frame.shape
-    w = (logits if normalized else logits.softmax(1))[:, :-1]  # (B, k^2, H, W): w_delta(x)
+    w = logits.softmax(1)[:, :-1]  # (B, k^2, H, W): w_delta(x)
     around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # (B, k^2, H, W): x_t(x + delta)
     return (w * around).sum(1)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
 
@@ -114,10 +112,6 @@ class ConvLSTM(nn.Module):
         self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
-        if config.cdna:  # per pixel: a mask over the N kernels and black
-            reads = config.cdna + 1
-            self.where = nn.Conv2d(config.hidden[-1], config.cdna, 1)  # where each kernel reads its motion
-            self.kernels = nn.Linear(config.hidden[-1], config.dna ** 2)  # the motion read there
         self.head = nn.Conv2d(config.hidden[-1], reads * (1 if config.dna_cells else channels), 1, bias=False)
 
     def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -138,26 +132,13 @@ class ConvLSTM(nn.Module):
                 x = torch.cat([x, coords], 1)  # (B, p^2 + 2, H/p, W/p)
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
-            outs.append(self.next_frame(frame, h[-1]))  # (B, H, W)
+            if self.config.dna_cells:  # one kernel a cell, shared by its p x p pixels
+                read = repeat(self.head(h[-1]), "b c h w -> b c (h p) (w q)", p=p, q=p)  # (B, k^2 + 1, H, W)
+            else:
+                read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
+            outs.append(advect(frame, read, self.config.dna) if self.config.dna else read[:, 0])  # (B, H, W)
             frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
         return torch.stack(outs, 1)  # (B, T-1, H, W)
-
-    def next_frame(self, frame: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-        """The next frame (B, H, W) from this one and the top layer's state (B, C, H/p, W/p)."""
-        p, k = self.config.patch, self.config.dna
-        if self.config.dna_cells:
-            w = self.head(top).softmax(1).repeat_interleave(p, -2).repeat_interleave(p, -1)  # (B, k^2 + 1, H, W)
-            return advect(frame, w, k, normalized=True)
-        read = rearrange(self.head(top), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
-        if not k:
-            return read[:, 0]
-        if not self.config.cdna:
-            return advect(frame, read, k)
-        look = self.where(top).flatten(2).softmax(-1)  # (B, N, cells): where kernel n reads
-        kernels = self.kernels(torch.einsum("bnx,bcx->bnc", look, top.flatten(2))).softmax(-1)  # (B, N, k^2)
-        masks = read.softmax(1)  # (B, N + 1, H, W): each pixel's share of each kernel, and black's
-        w = torch.cat([torch.einsum("bnhw,bnk->bkhw", masks[:, :-1], kernels), masks[:, -1:]], 1)  # (B, k^2 + 1, H, W)
-        return advect(frame, w, k, normalized=True)
 
 
 def prediction_teacher(batch: int, frames: int, given: int = CONTEXT) -> torch.Tensor:

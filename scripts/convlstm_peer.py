@@ -36,7 +36,6 @@ from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, draft_of, p
 from minisora.data import CONTEXT, MovingMNIST, load_digits, standard_test_set
 from minisora.evaluate import future_digits, prediction_metrics
 from minisora.evaluator import load_evaluator
-from minisora.optim import EMA
 from minisora.peers import flop_counter
 from minisora.sample import VideoCodec, generate, load_dit, objective_of
 from minisora.viz import frame_strip
@@ -59,13 +58,6 @@ def step_flops(model: ConvLSTM, batch: int, frames: int = 20, size: int = 64) ->
         (model(video, prediction_teacher(batch, frames)) - video[:, 1:]).pow(2).mean().backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
-
-
-def batch_ramp(model: ConvLSTM, batches: tuple[int, ...], budget: float) -> list[int]:
-    """Each step's clips: the budget split into equal parts, one for each batch size in turn (a batch ramp, e.g. 2 4 8:
-    many small noisy steps early, fewer and surer ones late; Smith et al. 2017, arXiv 1711.00489). One size is a
-    constant batch."""
-    return [batch for batch in batches for _ in range(math.ceil(budget / len(batches) / step_flops(model, batch)))]
 
 
 @torch.no_grad()
@@ -113,11 +105,7 @@ class PeerConfig:
     budget_tflop: float = option(60.0, "training FLOPs in TFLOP, counted as the DiT's are")
     evals: tuple[float, ...] = option((0.25, 0.5), "also score the model at these shares of the budget (the end is "
                                       "always scored)", nargs="*")
-    batch: tuple[int, ...] = option((4,), "clips a step (OpenSTL: 16; the DiT: 4); several sizes split the budget "
-                                    "into equal parts, one for each in turn (a batch ramp)")
-    ema: tuple[float, ...] = option((), "decays of moving averages of the weights, each scored beside them at every "
-                                    "mark; the first is the one exported and scored last (none: the weights)",
-                                    nargs="*")
+    batch: int = option(4, "clips a step (OpenSTL: 16; the DiT: 4)")
     lr: float = option(3e-3, "Adam's peak learning rate, cosine-decayed to 0 (1e-3 until session 33; 3e-3 scored 5 "
                        "lower at 60 and 294 TFLOP)")
     sampling_until: float = option(0.5, "share of the steps over which scheduled sampling's eta falls from 1 to 0")
@@ -135,11 +123,7 @@ class PeerConfig:
             raise ValueError(f"expected a run folder for out, got {self.out!r}")
         self.out = str(Path(self.out).expanduser())
         check_finite(self, "budget_tflop", above=0)
-        check_positive(self, "clips", "figure_clips")
-        if not self.batch or min(self.batch) < 1:
-            raise ValueError(f"expected --batch sizes >= 1; got {list(self.batch)}")
-        if not all(0 < decay < 1 for decay in self.ema):
-            raise ValueError(f"expected --ema decays in (0, 1); got {list(self.ema)}")
+        check_positive(self, "batch", "clips", "figure_clips")
         check_finite(self, "sampling_until", above=0)
         check_probability(self, "sampling_until")
         if not all(0 < share <= 1 for share in self.evals):
@@ -160,18 +144,16 @@ def main() -> None:
 
     torch.manual_seed(run.seed)
     model = ConvLSTM(config)
-    sizes, flops = batch_ramp(model, run.batch, run.budget_tflop * 1e12), step_flops(model, 1)  # a clip costs the same
-    steps, first = len(sizes), np.cumsum([0] + sizes).tolist()  # step s trains on clips first[s] to first[s + 1] - 1
+    flops = step_flops(model, run.batch)
+    steps = math.ceil(run.budget_tflop * 1e12 / flops)
     openstl = ConvLSTM(ConvLSTMConfig(OPENSTL["hidden"], OPENSTL["kernel"], OPENSTL["patch"]))
     openstl_clip = step_flops(openstl, 1)
-    print(f"{flops * sizes[0] / 1e9:.2f} GFLOP a step of {sizes[0]} clips (counted) -> {steps} steps for "
-          f"{run.budget_tflop} TFLOP; OpenSTL's ConvLSTM: {openstl_clip / 1e9:.1f} GFLOP a clip, "
+    print(f"{flops / 1e9:.2f} GFLOP a step of {run.batch} clips (counted) -> {steps} steps for {run.budget_tflop} "
+          f"TFLOP; OpenSTL's ConvLSTM: {openstl_clip / 1e9:.1f} GFLOP a clip, "
           f"{openstl_clip * OPENSTL['clips'] * OPENSTL['epochs'] / 1e15:.0f} PFLOP for its run")
-    progress = [clips / first[-1] for clips in first]  # the share of the budget done before each step
     opt = torch.optim.Adam(model.parameters(), lr=run.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # 100 steps of warm-up, then cosine decay over the FLOPs
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress[min(s, steps)])))
-    emas = {decay: EMA(model, decay) for decay in run.ema}
+    sched = torch.optim.lr_scheduler.LambdaLR(  # 100 steps of warm-up, then cosine decay
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     out = Path(run.out)
     ckpt, start, evals, wall = out / "ckpt.pt", 0, {}, 0.0
     generator = torch.Generator().manual_seed(run.seed)
@@ -181,43 +163,34 @@ def main() -> None:
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         generator.set_state(state["generator"])
-        for decay, ema in emas.items():
-            ema.model.load_state_dict(state["ema"][str(decay)])
         start, evals, wall = state["step"], json.loads(state["evals"]), state.get("wall_time_s", 0.0)
     data = MovingMNIST("train", 2**31 - 1, seed=run.seed, digits=load_digits("train", "mnist5k"), num_digits=2)
     evaluator = load_evaluator()
-    marks = {int(np.searchsorted(first, share * first[-1])) for share in run.evals} | {steps}
+    marks = {math.ceil(share * steps) for share in run.evals} | {steps}
     losses, began = [], time.perf_counter() - wall
     for step in tqdm(range(start, steps), initial=start, total=steps, desc="ConvLSTM", unit="step"):
-        video = torch.stack([data[i]["video"][0] for i in range(first[step], first[step + 1])])  # (B, T, H, W)
-        eta = max(0.0, 1 - progress[step] / run.sampling_until)
-        pred = model(video, sampled_teacher(len(video), video.shape[1], eta, generator))
+        video = torch.stack([data[i]["video"][0] for i in range(step * run.batch, (step + 1) * run.batch)])
+        eta = max(0.0, 1 - step / (run.sampling_until * steps))
+        pred = model(video, sampled_teacher(run.batch, video.shape[1], eta, generator))
         loss = (pred - video[:, 1:]).pow(2).mean()  # MSE of every next frame, as OpenSTL trains it
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        for ema in emas.values():
-            ema.update(model, step)
         losses.append(loss.item())
         done = step + 1
         if done in marks:
-            evals[str(done)] = {"tflop": round(first[done] * flops / 1e12, 1),
-                                "train_loss": float(np.mean(losses[-100:])), **score(model, run.clips, evaluator),
-                                **({"ema": {str(d): score(ema.model, run.clips, evaluator) for d, ema in emas.items()}}
-                                   if emas else {})}
+            evals[str(done)] = {"tflop": round(done * flops / 1e12, 1), "train_loss": float(np.mean(losses[-100:])),
+                                **score(model, run.clips, evaluator)}
             print(json.dumps(evals[str(done)]))
         if done % 100 == 0 or done in marks:
             save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "generator": generator.get_state(), "step": done, "evals": json.dumps(evals),
-                             "ema": {str(d): ema.model.state_dict() for d, ema in emas.items()},
                              "wall_time_s": time.perf_counter() - began}, ckpt)
     final = evals[str(steps)]
-    if emas:  # the first moving average is the model from here on
-        model, final = emas[run.ema[0]].model, {**final, **final["ema"][str(run.ema[0])]}
     if final.get("mirrors", 1) != config.mirrors:  # a finished run, exported with other mirrors: scored so
         final = {**final, **score(model, run.clips, evaluator)}
-    result = {"args": vars(args), "gflop_per_step": round(flops * sizes[0] / 1e9, 3), "steps": steps,
+    result = {"args": vars(args), "gflop_per_step": round(flops / 1e9, 3), "steps": steps,
               "parameters": sum(w.numel() for w in model.parameters()),
               "openstl_convlstm": {**OPENSTL, "gflop_per_clip": round(openstl_clip / 1e9, 2),
                                    "pflop_run": round(openstl_clip * OPENSTL["clips"] * OPENSTL["epochs"] / 1e15, 1)},

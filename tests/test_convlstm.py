@@ -1,7 +1,6 @@
 """The ConvLSTM regression model and the draft it gives the DiT (--draft): causality, shapes, loading, errors,
 and that the draft moves the start of the flow of the prediction clips' future and nothing else."""
 
-import math
 import subprocess
 import sys
 from dataclasses import asdict, fields, replace
@@ -22,13 +21,14 @@ from minisora.sample import objective_of
 SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
 DNA = replace(SMALL, dna=3)
 COORDS = replace(DNA, coords=True)
+CELLS = replace(COORDS, dna_cells=True)
 
 
 def clips(n=2, frames=20, seed=0):
     return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS], ids=["paint", "dna", "coords"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_each_prediction_sees_only_the_frames_before_it(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -42,7 +42,7 @@ def test_each_prediction_sees_only_the_frames_before_it(config):
     assert not torch.allclose(after[:, 12:], out[:, 12:])
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS], ids=["paint", "dna", "coords"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_prediction_reads_the_given_frames_only_and_stays_in_range(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -94,6 +94,22 @@ def test_dna_moves_each_pixel_from_where_its_weights_point(given):
     assert predict(model, video, given).abs().max() < 1e-6
 
 
+def test_dna_cells_move_each_cell_as_one():
+    """With dna_cells the head reads one kernel for each p x p cell, and all its pixels move by it: cells in the top
+    half all weight on black, those below on the pixel one to the left, so the top rows go black and the rest move
+    right, cell by cell."""
+    model, video = ConvLSTM(CELLS), clips()
+    assert model.head.out_channels == CELLS.dna ** 2 + 1  # a DNA head reads (k^2 + 1) p^2 a cell
+    logits = torch.zeros(CELLS.dna ** 2 + 1, 4, 4)  # (k^2 + 1, H/p, W/p)
+    logits[-1, :2] = 50.0  # black above
+    logits[CELLS.dna * (CELLS.dna // 2), 2:] = 50.0  # delta = (0, -1) below
+    model.head.forward = lambda h: logits.expand(len(h), -1, -1, -1)
+    future = predict(model, video)
+    assert future[..., :8, :].abs().max() < 1e-6
+    for k in range(20 - CONTEXT):
+        torch.testing.assert_close(future[:, k, 8:], shifted(video[:, CONTEXT - 1], k + 1)[:, 8:], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("mirrors", [1, 2, 4])
 def test_mirrors_make_the_prediction_of_a_mirrored_clip_the_mirrored_prediction(mirrors):
     """The mean over m mirror images is unchanged by those mirrors (a group average); one model alone is not."""
@@ -126,6 +142,8 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(dna=4)
     with pytest.raises(ValueError, match="mirrors 1, 2 or 4.*mirrors=3"):
         ConvLSTMConfig(mirrors=3)
+    with pytest.raises(ValueError, match="dna_cells only with dna.*dna=0.*dna_cells=True"):
+        ConvLSTMConfig(dna_cells=True)
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 
@@ -388,8 +406,6 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     (["--mirrors", "3"], "invalid choice"),
     (["--budget-tflop", "0"], "budget_tflop must be a finite number > 0"),
     (["--evals", "0", "0.5"], "shares in (0, 1]"),
-    (["--batch", "4", "0"], "--batch sizes >= 1"),
-    (["--ema", "0.999", "1"], "--ema decays in (0, 1)"),
 ])
 def test_the_peer_script_rejects_bad_settings_in_one_line(tmp_path, flags, message):
     script = Path(__file__).parents[1] / "scripts" / "convlstm_peer.py"
@@ -397,27 +413,3 @@ def test_the_peer_script_rejects_bad_settings_in_one_line(tmp_path, flags, messa
                          capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()  # nothing trained
-
-
-def test_the_peer_script_ramps_the_batch_and_exports_its_moving_average(tmp_path):
-    """--batch 1 2 spends half the budget on steps of one clip, then half on steps of two; --ema scores a moving
-    average beside the weights at every mark, and the first is the model that is scored last and exported."""
-    import json
-    script = Path(__file__).parents[1] / "scripts" / "convlstm_peer.py"
-    run, export = tmp_path / "run", tmp_path / "peer.pt"
-    flags = ["--hidden", "4", "--kernel", "3", "--dna", "3", "--batch", "1", "2", "--ema", "0.9", "0.5", "--evals",
-             "0.5", "--clips", "2", "--budget-tflop", "0.004", "--out", str(run), "--export", str(export)]
-    subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, check=True)
-    result = json.loads((run / "result.json").read_text())
-    clip = result["gflop_per_step"] * 1e9  # of the first step: one clip
-    ones, twos = (math.ceil(0.004e12 / 2 / (clip * b)) for b in (1, 2))
-    assert result["steps"] == ones + twos
-    assert list(result["evals"]) == [str(ones), str(ones + twos)]  # half the clips, then all
-    for mark in result["evals"].values():
-        assert set(mark["ema"]) == {"0.9", "0.5"} and all(ema["mse"] > 0 for ema in mark["ema"].values())
-    last = result["evals"][str(ones + twos)]
-    assert result["final"]["mse"] == last["ema"]["0.9"]["mse"] != last["mse"]
-    state = torch.load(run / "ckpt.pt", weights_only=True)
-    exported = torch.load(export, weights_only=True)["model"]
-    assert all(torch.equal(exported[k], state["ema"]["0.9"][k]) for k in exported)
-    assert not all(torch.equal(exported[k], state["model"][k]) for k in exported)
