@@ -16,7 +16,10 @@ around it in the step's input frame (here a softmax, with one more weight for bl
     x_{t+1}(x) = sum_{|delta| <= k // 2} w_delta(x) x_t(x + delta),   w(x) = softmax(head(h_t))(x)
 
 Moving MNIST's digits only translate (3.6 px a frame, so k = 9 reaches every step), so the appearance of the next
-frame is already in this one: the narrow hidden state need only say how it moves.
+frame is already in this one: the narrow hidden state need only say how it moves. With ``dna_cells`` the head reads
+one distribution for each p x p cell, and the cell's pixels share it (w(x) = w(cell of x)): a digit moves as one,
+so only where two digits meet in a cell is anything lost, and the head reads k^2 + 1 channels a cell, not p^2 times
+as many (11% fewer FLOPs a step at the draft's size; 1.4 lower MSE at 60 TFLOP, session 41).
 
 With ``coords`` the first layer also reads each cell's row and column in [-1, 1] (CoordConv, Liu et al. 2018, arXiv
 1807.03247). A convolution sees the same thing anywhere, but a digit bounces off the walls: where it is decides its
