@@ -115,7 +115,8 @@ class ConvLSTM(nn.Module):
         self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
-        self.head = nn.Conv2d(config.hidden[-1], reads * (1 if config.dna_cells else channels), 1, bias=False)
+        per_cell = 1 if config.dna_cells else channels  # dna_cells: one set a cell, not one for each of its p^2 pixels
+        self.head = nn.Conv2d(config.hidden[-1], reads * per_cell, 1, bias=False)
 
     def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
