@@ -21,14 +21,6 @@ one distribution for each p x p cell, and the cell's pixels share it (w(x) = w(c
 so only where two digits meet in a cell is anything lost, and the head reads k^2 + 1 channels a cell, not p^2 times
 as many (11% fewer FLOPs a step at the draft's size; 1.4 lower MSE at 60 TFLOP, session 41).
 
-With ``dna_layers = L`` (> 1) the frame is moved as L layers, each by its own kernels, and drawn as their sum (a
-layered representation, Wang & Adelson 1994; DDPAE, Hsieh et al. 2018, arXiv 1806.04166, splits Moving MNIST into its
-digits so). Each true input frame is split among the layers pixel by pixel by a softmax the head reads, m_l(x); in
-the future each layer moves what it holds, so where two digits cross, neither takes the other's shape with it:
-
-    x^l_{t+1}(x) = sum_delta w^l_delta(x) s^l_t(x + delta),   s^l_t = m_l x_t (x_t given) or x^l_t (its own),
-    x_{t+1} = sum_l x^l_{t+1}
-
 With ``coords`` the first layer also reads each cell's row and column in [-1, 1] (CoordConv, Liu et al. 2018, arXiv
 1807.03247). A convolution sees the same thing anywhere, but a digit bounces off the walls: where it is decides its
 future. Zero padding tells only the cells near a border; the two channels tell every cell, at 2% more FLOPs.
@@ -72,19 +64,16 @@ class ConvLSTMConfig:
                           "knows where the walls are")
     dna_cells: bool = option(False, "with dna: one k x k kernel for each p x p cell, shared by its pixels, instead of "
                              "one for each pixel (a rigid digit moves as one; a cheaper head)")
-    dna_layers: int = option(1, "with dna: move the frame as this many layers, each by its own kernels, and draw "
-                             "their sum; a given frame is split among them pixel by pixel, and in the future each "
-                             "moves its own pixels (two digits that cross keep their shapes)")
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
         if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1 or (
                 self.dna and (self.dna < 1 or self.dna % 2 == 0)) or self.mirrors not in MIRRORS or (
-                self.dna_cells and not self.dna) or self.dna_layers < 1 or (self.dna_layers > 1 and not self.dna):
-            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd, "
-                             f"mirrors 1, 2 or 4, and dna_cells and dna_layers > 1 only with dna; got "
-                             f"hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}, dna={self.dna}, "
-                             f"mirrors={self.mirrors}, dna_cells={self.dna_cells}, dna_layers={self.dna_layers}")
+                self.dna_cells and not self.dna):
+            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd and "
+                             f"mirrors 1, 2 or 4, and dna_cells only with dna; got hidden={self.hidden}, "
+                             f"kernel={self.kernel}, patch={self.patch}, dna={self.dna}, mirrors={self.mirrors}, "
+                             f"dna_cells={self.dna_cells}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -127,8 +116,7 @@ class ConvLSTM(nn.Module):
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
         per_cell = 1 if config.dna_cells else channels  # dna_cells: one set a cell, not one for each of its p^2 pixels
-        self.split = channels * config.dna_layers if config.dna_layers > 1 else 0  # the layers' masks m_l, a pixel each
-        self.head = nn.Conv2d(config.hidden[-1], config.dna_layers * reads * per_cell + self.split, 1, bias=False)
+        self.head = nn.Conv2d(config.hidden[-1], reads * per_cell, 1, bias=False)
 
     def forward(self, video: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
@@ -142,31 +130,18 @@ class ConvLSTM(nn.Module):
             grid = torch.meshgrid(torch.linspace(-1, 1, height // p), torch.linspace(-1, 1, width // p), indexing="ij")
             coords = torch.stack(grid).to(video).expand(b, -1, -1, -1)  # (B, 2, H/p, W/p): each cell's row and column
         frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
-        given = torch.ones(b, dtype=torch.bool, device=video.device)  # (B,): is the step's input a true frame?
-        layers = video.new_zeros(b, self.config.dna_layers, height, width)  # (B, L, H, W): what each layer holds
         for t in range(steps - 1):
             x = rearrange(frame, "b (h p) (w q) -> b (p q) h w", p=p, q=p)  # (B, p^2, H/p, W/p)
             if self.config.coords:
                 x = torch.cat([x, coords], 1)  # (B, p^2 + 2, H/p, W/p)
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
-            read, split = self.head(h[-1]).split([self.head.out_channels - self.split, self.split], 1)
             if self.config.dna_cells:  # one kernel a cell, shared by its p x p pixels
-                read = repeat(read, "b (l c) h w -> (b l) c (h p) (w q)", l=self.config.dna_layers, p=p, q=p)
+                read = repeat(self.head(h[-1]), "b c h w -> b c (h p) (w q)", p=p, q=p)  # (B, k^2 + 1, H, W)
             else:
-                read = rearrange(read, "b (l c p q) h w -> (b l) c (h p) (w q)", l=self.config.dna_layers, p=p, q=p)
-            # read: (B L, k^2 + 1 or 1, H, W)
-            if not self.config.dna:
-                outs.append(read[:, 0])  # (B, H, W)
-            else:
-                if self.split:  # s^l_t = m_l x_t for a given frame, the layer's own x^l_t otherwise
-                    masks = rearrange(split, "b (l p q) h w -> b l (h p) (w q)", p=p, q=p).softmax(1)  # (B, L, H, W)
-                    layers = torch.where(given[:, None, None, None], masks * frame[:, None], layers)
-                else:  # one layer: the step's input
-                    layers = frame[:, None]  # (B, 1, H, W)
-                layers = advect(layers.flatten(0, 1), read, self.config.dna).view(b, -1, height, width)  # (B, L, H, W)
-                outs.append(layers.sum(1))  # (B, H, W): x_{t+1} = sum_l x^l_{t+1}
-            frame, given = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1]), teacher[:, t]
+                read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
+            outs.append(advect(frame, read, self.config.dna) if self.config.dna else read[:, 0])  # (B, H, W)
+            frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
         return torch.stack(outs, 1)  # (B, T-1, H, W)
 
 

@@ -22,15 +22,13 @@ SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
 DNA = replace(SMALL, dna=3)
 COORDS = replace(DNA, coords=True)
 CELLS = replace(COORDS, dna_cells=True)
-LAYERS = replace(CELLS, dna_layers=2)
 
 
 def clips(n=2, frames=20, seed=0):
     return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS, LAYERS], ids=["paint", "dna", "coords", "cells",
-                                                                          "layers"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_each_prediction_sees_only_the_frames_before_it(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -44,8 +42,7 @@ def test_each_prediction_sees_only_the_frames_before_it(config):
     assert not torch.allclose(after[:, 12:], out[:, 12:])
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS, LAYERS], ids=["paint", "dna", "coords", "cells",
-                                                                          "layers"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_prediction_reads_the_given_frames_only_and_stays_in_range(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -113,27 +110,6 @@ def test_dna_cells_move_each_cell_as_one():
         torch.testing.assert_close(future[:, k, 8:], shifted(video[:, CONTEXT - 1], k + 1)[:, 8:], atol=1e-6, rtol=0)
 
 
-def test_dna_layers_move_what_each_holds_through_each_other():
-    """Two layers: the given frame's left half goes to the first, which moves right a pixel a step, and its right half
-    to the second, which moves left. In the future each layer moves its own half, so the halves pass through each
-    other and the frame is their sum; one layer could only move both halves the same way."""
-    model, video = ConvLSTM(LAYERS), clips()
-    k, centre = LAYERS.dna, LAYERS.dna * (LAYERS.dna // 2)  # delta = (0, -1): the row through the centre, its first
-    assert model.head.out_channels == 2 * (k ** 2 + 1) + 2 * 16  # two kernels a cell and two masks a pixel
-    kernels = torch.zeros(2, k ** 2 + 1, 4, 4)  # (L, k^2 + 1, H/p, W/p)
-    kernels[0, centre] = kernels[1, centre + 2] = 50.0  # from the pixel to the left (layer 0), to the right (layer 1)
-    masks = torch.zeros(2, 16, 16)  # (L, H, W)
-    masks[0, :, :8] = masks[1, :, 8:] = 50.0
-    logits = torch.cat([rearrange(kernels, "l c h w -> (l c) h w"),
-                        rearrange(masks, "l (h p) (w q) -> (l p q) h w", p=4, q=4)])
-    model.head.forward = lambda h: logits.expand(len(h), -1, -1, -1)
-    future, last = predict(model, video), video[:, CONTEXT - 1]
-    left, right = last * (torch.arange(16) < 8), last * (torch.arange(16) >= 8)
-    for step in range(1, 20 - CONTEXT + 1):
-        expected = shifted(left, step) + shifted(right.flip(-1), step).flip(-1)
-        torch.testing.assert_close(future[:, step - 1], expected.clamp(0, 1), atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("mirrors", [1, 2, 4])
 def test_mirrors_make_the_prediction_of_a_mirrored_clip_the_mirrored_prediction(mirrors):
     """The mean over m mirror images is unchanged by those mirrors (a group average); one model alone is not."""
@@ -166,12 +142,8 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(dna=4)
     with pytest.raises(ValueError, match="mirrors 1, 2 or 4.*mirrors=3"):
         ConvLSTMConfig(mirrors=3)
-    with pytest.raises(ValueError, match="dna_cells and dna_layers > 1 only with dna.*dna=0.*dna_cells=True"):
+    with pytest.raises(ValueError, match="dna_cells only with dna.*dna=0.*dna_cells=True"):
         ConvLSTMConfig(dna_cells=True)
-    with pytest.raises(ValueError, match="only with dna.*dna=0.*dna_layers=2"):
-        ConvLSTMConfig(dna_layers=2)
-    with pytest.raises(ValueError, match="dna_layers=0"):
-        ConvLSTMConfig(dna=3, dna_layers=0)
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 
@@ -432,7 +404,6 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     (["--kernel", "4"], "an odd kernel"),  # ConvLSTMConfig's own check, reached through the flags made from it
     (["--patch", "5"], "divides the 64-pixel frames"),
     (["--mirrors", "3"], "invalid choice"),
-    (["--dna-layers", "2"], "dna_layers > 1 only with dna"),
     (["--budget-tflop", "0"], "budget_tflop must be a finite number > 0"),
     (["--evals", "0", "0.5"], "shares in (0, 1]"),
 ])
