@@ -21,18 +21,6 @@ one distribution for each p x p cell, and the cell's pixels share it (w(x) = w(c
 so only where two digits meet in a cell is anything lost, and the head reads k^2 + 1 channels a cell, not p^2 times
 as many (11% fewer FLOPs a step at the draft's size; 1.4 lower MSE at 60 TFLOP, session 41).
 
-With ``motion = m`` the first layer also reads m channels projected (a 1x1 convolution) from a cost volume, as
-FlowNet's correlation layer (Dosovitskiy et al. 2015, arXiv 1504.06852) and PWC-Net (Sun et al. 2018) give their
-networks: for each cell and each offset delta of DNA's k x k window, how far the step's input frame is from the last
-one moved by delta,
-
-    D_delta(cell) = sum_{x in cell} (x_t(x) - x_{t-1}(x + delta))^2,
-
-zero at the step the cell's pixels just took. A step of 3.6 px is drawn as 3 or 4 pixels (frames draw the digit at
-floor(position)), and which comes next follows from which came before; the step, to the pixel, is what the volume
-tells (minisora's use of it; a guess that the narrow state misses it: the draft's one-step error is as large with
-nine true frames before it as with one).
-
 With ``coords`` the first layer also reads each cell's row and column in [-1, 1] (CoordConv, Liu et al. 2018, arXiv
 1807.03247). A convolution sees the same thing anywhere, but a digit bounces off the walls: where it is decides its
 future. Zero padding tells only the cells near a border; the two channels tell every cell, at 2% more FLOPs.
@@ -49,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from einops import rearrange, reduce, repeat
+from einops import rearrange, repeat
 from torch import nn
 from torch.nn import functional as F
 
@@ -76,19 +64,16 @@ class ConvLSTMConfig:
                           "knows where the walls are")
     dna_cells: bool = option(False, "with dna: one k x k kernel for each p x p cell, shared by its pixels, instead of "
                              "one for each pixel (a rigid digit moves as one; a cheaper head)")
-    motion: int = option(0, "with dna: the first layer also reads this many channels projected from the cost "
-                         "volume of the last step (each cell's squared distance to the frame before, moved by each "
-                         "offset of the k x k window); 0: none")
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
         if not self.hidden or min(self.hidden) < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.patch < 1 or (
                 self.dna and (self.dna < 1 or self.dna % 2 == 0)) or self.mirrors not in MIRRORS or (
-                self.dna_cells and not self.dna) or self.motion < 0 or (self.motion and not self.dna):
-            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd, "
-                             f"mirrors 1, 2 or 4, motion >= 0, and dna_cells and motion only with dna; got "
-                             f"hidden={self.hidden}, kernel={self.kernel}, patch={self.patch}, dna={self.dna}, "
-                             f"mirrors={self.mirrors}, dna_cells={self.dna_cells}, motion={self.motion}")
+                self.dna_cells and not self.dna):
+            raise ValueError(f"expected ConvLSTM hidden channels >= 1, an odd kernel, a patch >= 1, dna 0 or odd and "
+                             f"mirrors 1, 2 or 4, and dna_cells only with dna; got hidden={self.hidden}, "
+                             f"kernel={self.kernel}, patch={self.patch}, dna={self.dna}, mirrors={self.mirrors}, "
+                             f"dna_cells={self.dna_cells}")
 
 
 class ConvLSTMCell(nn.Module):
@@ -106,25 +91,14 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
-def around(frame: torch.Tensor, k: int) -> torch.Tensor:
-    """The k x k pixels around each pixel of ``frame`` (B, H, W), zero outside it: (B, k^2, H, W), x(x + delta) with
-    the offsets delta row by row."""
-    return F.unfold(frame[:, None], k, padding=k // 2).view(len(frame), k * k, *frame.shape[1:])
-
-
 def advect(frame: torch.Tensor, logits: torch.Tensor, k: int) -> torch.Tensor:
     """Dynamic neural advection: the next frame (B, H, W), each pixel a weighted sum of the k x k pixels around it in
     ``frame`` (B, H, W), weighted by the softmax of ``logits`` (B, k^2 + 1, H, W) (the last weight is black's; the
     others run over the offsets row by row)."""
+    b, height, width = frame.shape
     w = logits.softmax(1)[:, :-1]  # (B, k^2, H, W): w_delta(x)
-    return (w * around(frame, k)).sum(1)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
-
-
-def cost_volume(frame: torch.Tensor, last: torch.Tensor, k: int, p: int) -> torch.Tensor:
-    """How far each p x p cell of ``frame`` (B, H, W) is from the ``last`` frame moved by each offset of the k x k
-    window: (B, k^2, H/p, W/p)."""
-    d = (frame[:, None] - around(last, k)).pow(2)  # (B, k^2, H, W): (x_t(x) - x_{t-1}(x + delta))^2
-    return reduce(d, "b c (h p) (w q) -> b c h w", "sum", p=p, q=p)  # D_delta(cell)
+    around = F.unfold(frame[:, None], k, padding=k // 2).view(b, k * k, height, width)  # (B, k^2, H, W): x_t(x + delta)
+    return (w * around).sum(1)  # x_{t+1}(x) = sum_delta w_delta(x) x_t(x + delta)
 
 
 class ConvLSTM(nn.Module):
@@ -137,9 +111,7 @@ class ConvLSTM(nn.Module):
         super().__init__()
         self.config = config
         channels = config.patch ** 2
-        inputs = channels + 2 * config.coords + config.motion  # the first layer's: the patch's pixels (and the
-        # cell's row and column, and the motion channels)
-        self.motion = nn.Conv2d(config.dna ** 2, config.motion, 1) if config.motion else None  # the volume's projection
+        inputs = channels + 2 * config.coords  # the first layer's: the patch's pixels (and the cell's row and column)
         self.cells = nn.ModuleList(ConvLSTMCell(inputs if k == 0 else config.hidden[k - 1], width, config.kernel)
                                    for k, width in enumerate(config.hidden))
         reads = config.dna ** 2 + 1 if config.dna else 1  # per pixel: DNA's k^2 weights and black's, or its value
@@ -158,13 +130,10 @@ class ConvLSTM(nn.Module):
             grid = torch.meshgrid(torch.linspace(-1, 1, height // p), torch.linspace(-1, 1, width // p), indexing="ij")
             coords = torch.stack(grid).to(video).expand(b, -1, -1, -1)  # (B, 2, H/p, W/p): each cell's row and column
         frame, outs = video[:, 0], []  # the step's input: a true frame or the model's own prediction
-        last = frame  # the input before it (at the first step, the frame itself: no step seen yet)
         for t in range(steps - 1):
             x = rearrange(frame, "b (h p) (w q) -> b (p q) h w", p=p, q=p)  # (B, p^2, H/p, W/p)
             if self.config.coords:
                 x = torch.cat([x, coords], 1)  # (B, p^2 + 2, H/p, W/p)
-            if self.motion:
-                x = torch.cat([x, self.motion(cost_volume(frame, last, self.config.dna, p))], 1)  # (B, +m, H/p, W/p)
             for k, cell in enumerate(self.cells):
                 h[k], c[k] = cell(x if k == 0 else h[k - 1], h[k], c[k])
             if self.config.dna_cells:  # one kernel a cell, shared by its p x p pixels
@@ -172,7 +141,7 @@ class ConvLSTM(nn.Module):
             else:
                 read = rearrange(self.head(h[-1]), "b (c p q) h w -> b c (h p) (w q)", p=p, q=p)  # (B, reads, H, W)
             outs.append(advect(frame, read, self.config.dna) if self.config.dna else read[:, 0])  # (B, H, W)
-            last, frame = frame, torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
+            frame = torch.where(teacher[:, t, None, None], video[:, t + 1], outs[-1])
         return torch.stack(outs, 1)  # (B, T-1, H, W)
 
 

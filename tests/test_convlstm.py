@@ -11,8 +11,7 @@ import torch
 from einops import rearrange
 
 from minisora.checkpoint import save_checkpoint
-from minisora.convlstm import (ConvLSTM, ConvLSTMConfig, cost_volume, draft_clips, load_convlstm, predict,
-                               prediction_teacher)
+from minisora.convlstm import ConvLSTM, ConvLSTMConfig, draft_clips, load_convlstm, predict, prediction_teacher
 from minisora.data import CONTEXT
 from minisora.dit import DiT, get_preset
 from minisora.sample import VideoCodec, generate
@@ -23,15 +22,13 @@ SMALL = ConvLSTMConfig(hidden=(4, 4), kernel=3, patch=4)
 DNA = replace(SMALL, dna=3)
 COORDS = replace(DNA, coords=True)
 CELLS = replace(COORDS, dna_cells=True)
-MOTION = replace(CELLS, motion=2)
 
 
 def clips(n=2, frames=20, seed=0):
     return torch.rand(n, frames, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS, MOTION], ids=["paint", "dna", "coords", "cells",
-                                                                          "motion"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_each_prediction_sees_only_the_frames_before_it(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -45,8 +42,7 @@ def test_each_prediction_sees_only_the_frames_before_it(config):
     assert not torch.allclose(after[:, 12:], out[:, 12:])
 
 
-@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS, MOTION], ids=["paint", "dna", "coords", "cells",
-                                                                          "motion"])
+@pytest.mark.parametrize("config", [SMALL, DNA, COORDS, CELLS], ids=["paint", "dna", "coords", "cells"])
 def test_prediction_reads_the_given_frames_only_and_stays_in_range(config):
     torch.manual_seed(0)
     model, video = ConvLSTM(config), clips()
@@ -114,16 +110,6 @@ def test_dna_cells_move_each_cell_as_one():
         torch.testing.assert_close(future[:, k, 8:], shifted(video[:, CONTEXT - 1], k + 1)[:, 8:], atol=1e-6, rtol=0)
 
 
-def test_the_cost_volume_is_zero_at_the_step_just_taken():
-    """A frame moved right by a pixel: each cell is at distance 0 from the last frame moved by delta = (0, -1) (where
-    its pixels came from), and far from it moved by any other offset."""
-    last = clips(n=1)[:, 0]  # (1, 16, 16)
-    volume = cost_volume(shifted(last, 1), last, 3, 4)  # (1, 9, 4, 4): offsets row by row, the centre row is 3..5
-    assert volume.shape == (1, 9, 4, 4)
-    assert volume[0, 3].abs().max() < 1e-6  # delta = (0, -1)
-    assert volume[0, [0, 1, 2, 4, 5, 6, 7, 8]].min() > 0.1  # random pixels: any other offset is far
-
-
 @pytest.mark.parametrize("mirrors", [1, 2, 4])
 def test_mirrors_make_the_prediction_of_a_mirrored_clip_the_mirrored_prediction(mirrors):
     """The mean over m mirror images is unchanged by those mirrors (a group average); one model alone is not."""
@@ -156,12 +142,8 @@ def test_bad_settings_and_shapes_are_refused():
         ConvLSTMConfig(dna=4)
     with pytest.raises(ValueError, match="mirrors 1, 2 or 4.*mirrors=3"):
         ConvLSTMConfig(mirrors=3)
-    with pytest.raises(ValueError, match="dna_cells and motion only with dna.*dna=0.*dna_cells=True"):
+    with pytest.raises(ValueError, match="dna_cells only with dna.*dna=0.*dna_cells=True"):
         ConvLSTMConfig(dna_cells=True)
-    with pytest.raises(ValueError, match="only with dna.*dna=0.*motion=8"):
-        ConvLSTMConfig(motion=8)
-    with pytest.raises(ValueError, match="motion >= 0.*motion=-1"):
-        ConvLSTMConfig(dna=3, motion=-1)
     with pytest.raises(ValueError, match=r"multiples of the patch 4, got \(2, 20, 18, 16\)"):
         ConvLSTM(SMALL)(torch.rand(2, 20, 18, 16), torch.ones(2, 19, dtype=torch.bool))
 
@@ -422,7 +404,6 @@ def test_the_shipped_draft_is_the_model_its_manifest_describes():
     (["--kernel", "4"], "an odd kernel"),  # ConvLSTMConfig's own check, reached through the flags made from it
     (["--patch", "5"], "divides the 64-pixel frames"),
     (["--mirrors", "3"], "invalid choice"),
-    (["--motion", "8"], "motion only with dna"),
     (["--budget-tflop", "0"], "budget_tflop must be a finite number > 0"),
     (["--evals", "0", "0.5"], "shares in (0, 1]"),
 ])
